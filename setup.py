@@ -26,7 +26,7 @@ CORE = [
 EXTRAS = {
     "tpu": ["jax[tpu]>=0.10.2"],
     "data": ["datasets>=3.0", "tensorflow-datasets>=4.9", "pyarrow>=15"],
-    "tasks": ["reasoning-gym>=0.1.20"],
+    "tasks": ["reasoning-gym>=0.1.19"],
     # torch must already be installed as exactly torch==2.13.0 (a local CPU build);
     # the Makefile installs it first so this spec never pulls a CUDA build.
     "ref": ["torch==2.13.0"],

@@ -1,1 +1,5 @@
-"""parallel"""
+"""Mesh, logical-axis rules (train vs sample), placement of state and batches."""
+from rlvr_jax.parallel.mesh import AXES, describe, make_mesh, resolve_sizes, single_device_mesh  # noqa: F401
+from rlvr_jax.parallel.rules import SAMPLE_RULES, TRAIN_RULES, rules_for  # noqa: F401
+from rlvr_jax.parallel.sharding import (  # noqa: F401
+    batch_sharding, explain, logical_to_spec, shard_batch, shard_model, shard_state, state_shardings)

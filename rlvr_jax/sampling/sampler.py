@@ -1,0 +1,112 @@
+"""`Sampler`: the user-facing, jitted sampler. Pads prompts into length buckets, keeps one compiled
+program per (bucket, rows, SamplingConfig, models), donates and reuses the KV caches, and counts
+compilations so tests and logs can see recompiles.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from rlvr_jax.models.transformer import init_cache
+from rlvr_jax.sampling.config import SamplingConfig, bucket_length
+from rlvr_jax.sampling.core import _KV, cache_len, make_constrain, sample_with_cache
+from rlvr_jax.sampling.state import Rollout
+
+
+def pad_to_bucket(prompts_BxP, prompt_mask_BxP, buckets: tuple[int, ...], pad_id: int):
+    """Left-pads host prompts [B, P] (already left-padded or not) to the smallest bucket >= P."""
+    prompts = np.asarray(prompts_BxP, np.int32)
+    mask = np.ones(prompts.shape, bool) if prompt_mask_BxP is None else np.asarray(prompt_mask_BxP, bool)
+    if prompts.ndim != 2 or prompts.shape != mask.shape:
+        raise ValueError(f"sample: prompts {prompts.shape} and prompt_mask {mask.shape} must be the same [B, P]")
+    if not mask.any(axis=1).all():
+        raise ValueError(f"sample: prompt row {int(np.argmin(mask.any(axis=1)))} has no real token")
+    longest = int(mask.sum(axis=1).max())
+    P = bucket_length(longest, buckets)
+    # re-left-align: real tokens keep their order and end at the last slot
+    order = np.argsort(mask, axis=1, kind="stable")  # False (pad) first, True (real) last, stable
+    prompts = np.take_along_axis(np.where(mask, prompts, pad_id), order, axis=1)[:, -longest:]
+    mask = np.take_along_axis(mask, order, axis=1)[:, -longest:]
+    pad = P - longest
+    prompts = np.pad(prompts, ((0, 0), (pad, 0)), constant_values=pad_id)
+    mask = np.pad(mask, ((0, 0), (pad, 0)), constant_values=False)
+    return prompts, mask
+
+
+class Sampler:
+    """Jitted group sampler; `num_compiles` counts traces (one per new bucket/rows/config/model)."""
+
+    def __init__(self, mesh=None, rules=None, keep_cache: bool = True):
+        self.mesh, self.rules = mesh, rules
+        self.keep_cache = keep_cache
+        self.num_compiles = 0
+        self._caches: dict = {}
+        self._jit = jax.jit(self._run, static_argnames=("cfg", "policy_graphdef", "memory_graphdef"),
+                            donate_argnames=("cache", "memory_cache"))
+
+    def _run(self, policy_state, memory_state, prompts_BxP, prompt_mask_BxP, key, cache, memory_cache, *, cfg,
+             policy_graphdef, memory_graphdef):
+        self.num_compiles += 1  # runs only while tracing
+        policy = nnx.merge(policy_graphdef, policy_state)
+        memory = None if memory_graphdef is None else nnx.merge(memory_graphdef, memory_state)
+        return sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg, cache, memory, memory_cache,
+                                 make_constrain(self.mesh, self.rules))
+
+    def _new_cache(self, model_cfg, rows: int, length: int):
+        if self.mesh is None:
+            return init_cache(model_cfg, rows, length)
+        from rlvr_jax.parallel import SAMPLE_RULES, logical_to_spec
+        shape = (rows, length, model_cfg.num_kv_heads, model_cfg.head_dim_)
+        sh = NamedSharding(self.mesh, logical_to_spec(_KV, shape, self.mesh, self.rules or SAMPLE_RULES))
+        make = jax.jit(lambda: init_cache(model_cfg, rows, length), out_shardings=[(sh, sh)] * model_cfg.num_layers)
+        return make()
+
+    def _take_cache(self, name, model_cfg, rows, length):
+        k = (name, model_cfg, rows, length)
+        cache = self._caches.pop(k, None)
+        return cache if cache is not None else self._new_cache(model_cfg, rows, length)
+
+    def clear(self):
+        """Frees the kept KV caches."""
+        self._caches.clear()
+
+    def __call__(self, policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, memory=None) -> Rollout:
+        """Samples cfg.num_samples responses per prompt; host prompts [B, P] are padded to a bucket."""
+        prompts, mask = pad_to_bucket(prompts_BxP, prompt_mask_BxP, cfg.prompt_buckets, cfg.pad_id)
+        if memory is not None and memory.cfg.vocab_size != policy.cfg.vocab_size:
+            raise ValueError(f"memory: vocab_size {memory.cfg.vocab_size} differs from the policy's "
+                             f"{policy.cfg.vocab_size}; DLC needs a shared tokenizer")
+        B, P = prompts.shape
+        rows, S = B * cfg.num_samples, cache_len(P, cfg)
+        if self.mesh is not None:
+            from rlvr_jax.parallel import SAMPLE_RULES, shard_batch
+            prompts, mask = shard_batch((prompts, mask), self.mesh, self.rules or SAMPLE_RULES)
+        gp, sp = nnx.split(policy)
+        gm, sm = (None, None) if memory is None else nnx.split(memory)
+        cache = self._take_cache("policy", policy.cfg, rows, S)
+        mcache = None if memory is None else self._take_cache("memory", memory.cfg, rows, S)
+        rollout, cache, mcache = self._jit(sp, sm, jnp.asarray(prompts), jnp.asarray(mask), key, cache, mcache,
+                                           cfg=cfg, policy_graphdef=gp, memory_graphdef=gm)
+        if self.keep_cache:
+            self._caches[("policy", policy.cfg, rows, S)] = cache
+            if memory is not None:
+                self._caches[("memory", memory.cfg, rows, S)] = mcache
+        return rollout
+
+
+_DEFAULT: list = []
+
+
+def default_sampler() -> Sampler:
+    """The process-wide unsharded `Sampler` behind `sample` and `generate` (compiled programs are reused)."""
+    if not _DEFAULT:
+        _DEFAULT.append(Sampler())
+    return _DEFAULT[0]
+
+
+def sample(policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, memory=None) -> Rollout:
+    """One-call sampling: cfg.num_samples responses per left-padded prompt row, as a `Rollout`."""
+    return default_sampler()(policy, prompts_BxP, prompt_mask_BxP, key, cfg, memory)

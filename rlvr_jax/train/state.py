@@ -1,0 +1,113 @@
+"""TrainState: everything one RL step reads and writes, as one pytree (policy, memory, optimisers, RNG)."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from rlvr_jax.config import ConfigError
+
+
+@struct.dataclass
+class TrainState:
+    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0."""
+
+    step: jax.Array
+    policy: Any  # nnx.State of the policy's Params
+    policy_opt: Any
+    memory: Any  # nnx.State or None
+    memory_opt: Any
+    ref: Any  # nnx.State or None
+    rng: jax.Array  # raw uint32 key data (checkpoint friendly)
+    nonfinite: jax.Array  # updates skipped for a non-finite loss or gradient
+
+
+def _schedule(optim, steps: int):
+    lr = optim.learning_rate
+    if optim.schedule == "constant":
+        main = optax.constant_schedule(lr)
+    elif optim.schedule == "cosine":
+        main = optax.cosine_decay_schedule(lr, max(1, steps - optim.warmup_steps))
+    elif optim.schedule == "linear":
+        main = optax.linear_schedule(lr, 0.0, max(1, steps - optim.warmup_steps))
+    else:
+        raise ConfigError(f"config.optim.schedule: unknown {optim.schedule!r}")
+    if optim.warmup_steps:
+        warm = optax.linear_schedule(0.0, lr, optim.warmup_steps)
+        return optax.join_schedules([warm, main], [optim.warmup_steps])
+    return main
+
+
+def make_optimizers(cfg, updates_per_run: int):
+    """(policy, memory) optax transforms: clip by global norm, AdamW with the configured schedule."""
+    o = cfg.optim
+    chain = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip > 0 else []
+    policy_tx = optax.chain(*chain, optax.adamw(_schedule(o, updates_per_run), b1=o.b1, b2=o.b2,
+                                                weight_decay=o.weight_decay))
+    memory_tx = optax.chain(*chain, optax.adamw(cfg.memory.learning_rate, b1=o.b1, b2=o.b2))
+    return policy_tx, memory_tx
+
+
+def params_of(model: nnx.Module):
+    """(graphdef, params State) of a model: the static structure and its trainable arrays."""
+    graphdef, params = nnx.split(model, nnx.Param)
+    return graphdef, params
+
+
+def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
+               keep_reference: bool) -> tuple[TrainState, Any, Any]:
+    """(state, policy_graphdef, memory_graphdef) from live models."""
+    pg, pp = params_of(policy)
+    mg, mp = params_of(memory) if memory is not None else (None, None)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        policy=pp,
+        policy_opt=policy_tx.init(pp),
+        memory=mp,
+        memory_opt=memory_tx.init(mp) if mp is not None else None,
+        ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
+        rng=jax.random.key_data(jax.random.key(seed)),
+        nonfinite=jnp.zeros((), jnp.int32),
+    )
+    return state, pg, mg
+
+
+def merge(graphdef, params):
+    """The live model from a graphdef and a params State (inside or outside jit)."""
+    return nnx.merge(graphdef, params)
+
+
+def train_state_shardings(state: TrainState, mesh, rules):
+    """NamedShardings for a TrainState: params per the logical rules, optimiser moments like their params,
+    everything else (step, counters, RNG, optimiser counts) replicated."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from rlvr_jax.parallel.sharding import state_shardings
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def like_params(params, tree):
+        if params is None or tree is None:
+            return jax.tree.map(lambda _: replicated, tree)
+        pshard = state_shardings(params, mesh, rules)
+        pdef = jax.tree.structure(params)
+
+        def sub(node):
+            if isinstance(node, nnx.State) and jax.tree.structure(node) == pdef:
+                return pshard
+            return jax.tree.map(lambda _: replicated, node)
+        return jax.tree.map(sub, tree, is_leaf=lambda n: isinstance(n, nnx.State))
+
+    return TrainState(
+        step=replicated,
+        policy=state_shardings(state.policy, mesh, rules),
+        policy_opt=like_params(state.policy, state.policy_opt),
+        memory=None if state.memory is None else state_shardings(state.memory, mesh, rules),
+        memory_opt=like_params(state.memory, state.memory_opt),
+        ref=None if state.ref is None else state_shardings(state.ref, mesh, rules),
+        rng=replicated,
+        nonfinite=replicated,
+    )

@@ -1,0 +1,157 @@
+"""The one functional train step: policy (clipped PG + KL + entropy) and memory network (CE) together.
+
+`make_train_step(...)` returns a pure `train_step(state, batch) -> (state, metrics)`. The batch is
+one optimiser step's worth of rollouts; it is split into `algo.micro_batches` chunks scanned with
+gradient accumulation (exact: each chunk's loss is weighted by its share of the aggregation
+denominator). A non-finite loss or gradient skips the update, leaves the state as it was
+(bit-identical) and increments `state.nonfinite`.
+
+Batch fields (B rows = sequences, T = prompt + response - 1, inputs are tokens[:, :-1]):
+  tokens_BxT, positions_BxT, kv_mask_BxT  model inputs (left-padded prompt then response)
+  targets_BxT                             next tokens
+  mask_BxT                                1 where the target is a response token
+  adv_B                                   advantage per sequence
+  logp_old_BxT, logp_sampler_BxT          rollout logprobs aligned with targets (policy at T=1, sampler)
+  success_B, valid_B                      for the memory loss (memory.train_on) and padding rows
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlvr_jax.algos.aggregation import aggregate_parts
+from rlvr_jax.algos.logprobs import token_logprobs_and_entropy
+from rlvr_jax.algos.memory_loss import memory_loss
+from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
+from rlvr_jax.train.state import TrainState, merge
+
+BATCH_KEYS = ("tokens_BxT", "positions_BxT", "kv_mask_BxT", "targets_BxT", "mask_BxT", "adv_B",
+              "logp_old_BxT", "logp_sampler_BxT", "success_B", "valid_B")
+
+
+def _tree_all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx):
+    """A pure train_step(state, batch) for these model structures and this config."""
+    algo = cfg.algo
+    mem_on = memory_graphdef is not None
+    max_new = cfg.rollout.max_new_tokens
+    M = algo.micro_batches
+
+    def policy_loss(params, ref, mb, total_den):
+        model = merge(policy_graphdef, params)
+        logp, ent = token_logprobs_and_entropy(model, mb["tokens_BxT"], mb["positions_BxT"], mb["kv_mask_BxT"],
+                                               mb["targets_BxT"], algo.logprob_chunk)
+        logp_ref = None
+        if ref is not None:
+            ref_model = merge(policy_graphdef, jax.lax.stop_gradient(ref))
+            logp_ref, _ = token_logprobs_and_entropy(ref_model, mb["tokens_BxT"], mb["positions_BxT"],
+                                                     mb["kv_mask_BxT"], mb["targets_BxT"], algo.logprob_chunk)
+        mask = mb["mask_BxT"] & mb["valid_B"][:, None]
+        loss, metrics = policy_objective(logp, mb["logp_old_BxT"], mb["logp_sampler_BxT"], logp_ref,
+                                         ent, mb["adv_B"], mask,
+                                         algo, max_new_tokens=max_new)
+        _, den = aggregate_parts(jnp.zeros_like(logp), mask, algo.loss_agg, norm_tokens_of(algo, max_new, mask))
+        w = den / jnp.maximum(total_den, 1.0)
+        return loss * w, jax.tree.map(lambda m: m * w, metrics)
+
+    def mem_loss(params, mb):
+        model = merge(memory_graphdef, params)
+        logp, _ = token_logprobs_and_entropy(model, mb["tokens_BxT"], mb["positions_BxT"], mb["kv_mask_BxT"],
+                                             mb["targets_BxT"], algo.logprob_chunk)
+        return memory_loss(logp, mb["mask_BxT"], mb["success_B"], cfg.memory.train_on, mb["valid_B"])
+
+    def train_step(state: TrainState, batch: dict):
+        B = batch["adv_B"].shape[0]
+        if B % M:
+            raise ValueError(f"config.algo.micro_batches: {M} does not divide the batch of {B} sequences")
+        mask_all = batch["mask_BxT"] & batch["valid_B"][:, None]
+        _, total_den = aggregate_parts(jnp.zeros(mask_all.shape, jnp.float32), mask_all, algo.loss_agg,
+                                       norm_tokens_of(algo, max_new, mask_all))
+        mem_rows = batch["valid_B"]
+        micro = jax.tree.map(lambda x: x.reshape(M, B // M, *x.shape[1:]), batch)
+
+        pgrad = jax.value_and_grad(policy_loss, has_aux=True)
+        mgrad = jax.value_and_grad(mem_loss, has_aux=True)
+
+        def body(carry, mb):
+            g_p, g_m, loss_acc, met_acc, mloss_acc = carry
+            (loss, met), gp = pgrad(state.policy, state.ref, mb, total_den)
+            g_p = jax.tree.map(jnp.add, g_p, gp)
+            met_acc = jax.tree.map(jnp.add, met_acc, met)
+            if mem_on:
+                (ml, _), gm = mgrad(state.memory, mb)
+                g_m = jax.tree.map(lambda a, b: a + b / M, g_m, gm)
+                mloss_acc = mloss_acc + ml / M
+            return (g_p, g_m, loss_acc + loss, met_acc, mloss_acc), None
+
+        zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
+        zeros_m = jax.tree.map(jnp.zeros_like, state.memory) if mem_on else None
+        met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref,
+                                                  jax.tree.map(lambda x: x[0], micro), total_den)[1])
+        met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
+        carry0 = (zeros_p, zeros_m, jnp.zeros((), jnp.float32), met0, jnp.zeros((), jnp.float32))
+        (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
+
+        ok = jnp.isfinite(loss) & _tree_all_finite(g_p)
+        if mem_on:
+            ok = ok & jnp.isfinite(mloss) & _tree_all_finite(g_m)
+        upd_p, new_popt = policy_tx.update(g_p, state.policy_opt, state.policy)
+        new_policy = optax.apply_updates(state.policy, upd_p)
+        if mem_on:
+            upd_m, new_mopt = memory_tx.update(g_m, state.memory_opt, state.memory)
+            new_memory = optax.apply_updates(state.memory, upd_m)
+        else:
+            new_mopt, new_memory = state.memory_opt, state.memory
+
+        keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
+        new_state = state.replace(
+            step=state.step + ok.astype(jnp.int32),
+            policy=keep(new_policy, state.policy),
+            policy_opt=keep(new_popt, state.policy_opt),
+            memory=keep(new_memory, state.memory) if mem_on else state.memory,
+            memory_opt=keep(new_mopt, state.memory_opt) if mem_on else state.memory_opt,
+            nonfinite=state.nonfinite + (~ok).astype(jnp.int32),
+        )
+        metrics = dict(metrics)
+        metrics.update(loss=loss, grad_norm=optax.global_norm(g_p), update_skipped=(~ok).astype(jnp.float32),
+                       adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
+        if mem_on:
+            metrics.update(memory_loss=mloss, memory_grad_norm=optax.global_norm(g_m))
+        return new_state, metrics
+
+    return train_step
+
+
+def batch_from_rollout(rollout, adv_B, success_B, valid_B):
+    """Train-step batch from a sampler Rollout: prompt + response concatenated, targets shifted by one.
+
+    logp_old is the rollout's `logp_policy` (the policy that sampled, at temperature 1), so no extra
+    forward pass is spent recomputing it.
+    """
+    tokens = jnp.concatenate([rollout.prompt_tokens_BxP, rollout.tokens_BxN], axis=1)
+    present = jnp.concatenate([rollout.prompt_mask_BxP.astype(bool), rollout.mask_BxN.astype(bool)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(present, axis=1) - 1, 0).astype(jnp.int32)
+    P = rollout.prompt_tokens_BxP.shape[1]
+    N = rollout.tokens_BxN.shape[1]
+    B = tokens.shape[0]
+    pad = jnp.zeros((B, P - 1), jnp.float32)
+    return dict(
+        tokens_BxT=tokens[:, :-1],
+        positions_BxT=positions[:, :-1],
+        kv_mask_BxT=present[:, :-1],
+        targets_BxT=tokens[:, 1:],
+        mask_BxT=jnp.concatenate([jnp.zeros((B, P - 1), bool), rollout.mask_BxN.astype(bool)], axis=1),
+        adv_B=adv_B.astype(jnp.float32),
+        logp_old_BxT=jnp.concatenate([pad, rollout.logp_policy_BxN.astype(jnp.float32)], axis=1),
+        logp_sampler_BxT=jnp.concatenate([pad, rollout.logp_sampler_BxN.astype(jnp.float32)], axis=1),
+        success_B=success_B.astype(bool),
+        valid_B=valid_B.astype(bool),
+    )
+    del N
