@@ -127,6 +127,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "pretrain_steps": F(0, "supervised steps on the task's answers before RL (embedded demo base policy)",
                             None, _nonneg, "must be >= 0"),
         "pretrain_lr": F(3e-3, "learning rate of the supervised warm-up", None, _pos, "must be > 0"),
+        "pretrain_batch": F(64, "sequences per supervised warm-up step", None, _pos, "must be > 0"),
+        "pretrain_correct_frac": F(0.5, "share of warm-up targets that are correct answers (the rest: wrong "
+                                        "well-formed answers), so the base policy has room to improve", None, _prob,
+                                   "must be in [0, 1]"),
         "iterations_per_call": F(1, "on-device RL iterations fused per jitted call (token tasks)", None, _pos,
                                  "must be > 0"),
     },
@@ -138,6 +142,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "workers": F(2, "verifier process-pool size", None, _pos, "must be > 0"),
         "item_timeout_s": F(5.0, "wall-clock budget per verified answer", None, _pos, "must be > 0"),
         "batch_timeout_s": F(60.0, "wall-clock budget per batch", None, _pos, "must be > 0"),
+        "memory_limit_mb": F(4096, "address-space limit of each verifier worker", None, _pos, "must be > 0"),
         "fallback": F("last_number", "answer extraction when there is no \\boxed{}", ("none", "last_number",
                                                                                      "last_line")),
     },
@@ -152,6 +157,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "answer_key": F("answer", "row field holding the reference answer"),
         "template": F("plain", "prompt template", ("chat", "plain", "none")),
         "system_prompt": F("", "system message for the chat template"),
+        "plain_template": F("Question: {question}\nPlease reason step by step, and put your final answer within "
+                                  "\\boxed{}.\nAnswer:", "base-model prompt with a {question} placeholder"),
         "on_bad_row": F("error", "malformed rows: stop with file:line, or skip and count", ("error", "skip")),
         "eval_size": F(64, "held-out queries for evaluation", None, _nonneg, "must be >= 0"),
         "size": F(1000, "generated queries for procedural sources", None, _pos, "must be > 0"),

@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--group-sizes", default="2,4,8,32,inf", help="comma list; inf = exact expectation")
     p.add_argument("--overlaps", default="0,0.5,0.9")
-    p.add_argument("--kl", default="0,0.3", help="KL-to-reference coefficients (comma list)")
+    p.add_argument("--kl", default="0,0.5", help="KL-to-reference coefficients (comma list)")
     p.add_argument("--iac-alpha", type=float, default=1.0)
     p.add_argument("--num-labels", type=int, default=32)
     p.add_argument("--num-valid", type=int, default=4)
@@ -152,8 +152,9 @@ def main(argv=None) -> dict:
     for split, name, title in (("train", "acc", "train accuracy (pass@1)"), ("train", "tv", "train TV to ideal"),
                                ("heldout", "pass@32", "held-out pass@32"), ("heldout", "acc", "held-out pass@1")):
         panels[f"{title}, G={_label(Gm)}"] = {
-            f"{m}, ov {ov}": (steps, mets[idx[(kl0, ov, Gm, m)]][split][name].mean(0)) for ov in overlaps
-            for m in methods}
+            f"{m}, ov {ov}": (steps, mets[idx[(kl0, ov, Gm, m)]][split][name].mean(0), None, None,
+                              {"color": f"C{i}", "ls": "-" if m == "grpo" else "--"})
+            for i, ov in enumerate(overlaps) for m in methods}
     figs.append(plots.plot_metric_grid(panels, os.path.join(a.out, "toy_training.png"), ncols=2))
 
     # 4. equal-pass@1 comparison: held-out pass@32 and train TV against train accuracy

@@ -84,6 +84,15 @@ def majority_correct(answers_QxN: Sequence[Sequence[Any]], correct_QxN, k: int, 
     return out
 
 
+def distinct_correct(answers_QxN: Sequence[Sequence[Any]], correct_QxN) -> np.ndarray:
+    """Number of distinct extracted answers among each query's correct samples: [Q] int (diversity)."""
+    correct = np.asarray(correct_QxN, bool)
+    if len(answers_QxN) != correct.shape[0]:
+        raise ValueError(f"answers_QxN: {len(answers_QxN)} rows but correct_QxN has {correct.shape[0]}")
+    return np.array([len({a for a, c in zip(row, crow) if c and a is not None})
+                     for row, crow in zip(answers_QxN, correct)], np.int64)
+
+
 def bootstrap_ci(values_QxK, *, seed: int = 0, num_boot: int = 1000, level: float = 0.95):
     """Mean over queries with a percentile bootstrap interval (queries resampled): (mean, lo, hi) each [K]."""
     v = np.asarray(values_QxK, np.float64)
@@ -134,6 +143,7 @@ def evaluate_correctness(correct_QxN, ks: Sequence[int] = (1,), seed: int = 0, *
     if answers_QxN is not None:
         res["maj@k"] = {str(k): _stat(majority_correct(answers_QxN, correct_QxN, k, seed=seed), seed,
                                       num_boot, level) for k in ks}
+        res["distinct_correct"] = _stat(distinct_correct(answers_QxN, correct_QxN), seed, num_boot, level)
     res["frac_solved_any"] = float(np.mean(c_Q > 0))
     if curve:
         m, lo, hi = bootstrap_ci(curve_QxN, seed=seed, num_boot=num_boot, level=level)

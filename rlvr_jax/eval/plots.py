@@ -51,13 +51,15 @@ def plot_passk_curves(curves: Mapping[str, Mapping], path: str, *, title: str = 
 
 def plot_metric_over_training(series: Mapping[str, tuple], path: str, *, ylabel: str, title: str = "",
                               xlabel: str = "step", ax=None) -> str | None:
-    """label -> (steps, mean[, lo, hi]); one line each with an optional band. With `ax`, draws there only."""
+    """label -> (steps, mean[, lo, hi[, style]]); one line each with an optional band and matplotlib
+    style kwargs (e.g. {"color": "C1", "ls": "--"}). With `ax`, draws there only."""
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6, 4))
     for label, s in series.items():
         x, m = np.asarray(s[0]), np.asarray(s[1], np.float64)
-        (line,) = ax.plot(x, m, label=label, lw=1.5)
+        style = {"lw": 1.5, **(s[4] if len(s) >= 5 else {})}
+        (line,) = ax.plot(x, m, label=label, **style)
         if len(s) >= 4 and s[2] is not None:
             ax.fill_between(x, s[2], s[3], color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(xlabel)

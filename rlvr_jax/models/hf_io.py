@@ -210,7 +210,8 @@ def _placer(mesh, rules) -> Callable[[Any, np.ndarray], jax.Array]:
         rules = rules_for("train")
 
     def place(var, x):
-        names = var.get_metadata().get("sharding_names")
+        meta = var.get_metadata()  # flax stores `sharding_names` as `out_sharding`
+        names = meta.get("out_sharding") or meta.get("sharding_names")
         return jax.device_put(x, NamedSharding(mesh, logical_to_spec(names, x.shape, mesh, rules)))
     return place
 

@@ -89,3 +89,12 @@ def test_evaluate_correctness_and_benchmarks():
     assert both["pooled"]["ks"] == [1, 4] and both["pooled"]["num_queries"] == 50
     pooled1 = (a.mean(1).sum() + b.mean(1).sum()) / 50
     assert abs(both["pooled"]["pass@k"]["1"]["mean"] - pooled1) < 1e-12
+
+
+def test_distinct_correct_and_maj_in_results():
+    answers = [["a", "b", "a", None], ["x", "x", "y", "z"]]
+    correct = np.array([[1, 1, 1, 0], [0, 0, 1, 1]], bool)
+    np.testing.assert_array_equal(passk.distinct_correct(answers, correct), [2, 2])
+    res = passk.evaluate_correctness(correct, ks=(1, 4), answers_QxN=answers, num_boot=50)
+    assert res["distinct_correct"]["mean"] == 2.0
+    assert res["maj@k"]["4"]["mean"] == 0.5  # row 0 votes 'a' (right), row 1 votes 'x' (wrong)

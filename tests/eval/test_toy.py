@@ -54,7 +54,8 @@ def test_exact_step_closed_form():
 @pytest.fixture(scope="module")
 def long_runs():
     sym = toy.ToyConfig(**SMALL, valid_spread=0.0, steps=400, lr=0.5)
-    kl = toy.ToyConfig(**SMALL, valid_spread=1.0, steps=400, lr=2.0, kl_coef=2.0, group_size=0)
+    kl = toy.ToyConfig(**SMALL, valid_spread=1.0, steps=400, lr=2.0, kl_coef=2.0, group_size=0,
+                        bonus_high=1.0)
     exact_sym, exact_kl = toy.run_toy_many([sym.replace(group_size=0), kl], seeds=(0, 1))  # one compile
     finite_sym = toy.run_toy(sym.replace(group_size=4), seeds=(0, 1))
     return exact_sym, exact_kl, finite_sym
@@ -83,14 +84,14 @@ def test_kl_fixed_point_keeps_reference_ratios(long_runs):
     assert m["train"]["tv"][:, 0].max() < 1e-6  # trivially at the start
     assert m["train"]["tv"][:, -1].max() < 1e-3
     assert np.abs(np.diff(m["train"]["acc"][:, -3:], axis=1)).max() < 1e-5  # converged
-    # log(pi_v / ref_v) - log(pi_w / ref_w) = (A_v - A_w) / beta = 1 / (beta * (sigma + eps)) at the fixed point
+    # log(pi_v / ref_v) - log(pi_w / ref_w) = (A_v - A_w) / beta = 1 / (beta (sigma + eps)) at the fixed point
     P, ref = exact_kl["probs_SxTxQxK"][:, -1, :3], exact_kl["ref_probs_SxQxK"][:, :3]
     valid = exact_kl["valid_SxQxK"][:, :3]
     J = (P * valid).sum(-1)
     lr_ = np.log(P / ref)
     gap = np.array([[lr_[s, q][valid[s, q]].mean() - lr_[s, q][~valid[s, q]].mean() for q in range(3)]
                     for s in range(2)])
-    np.testing.assert_allclose(gap, 1.0 / (np.sqrt(J * (1 - J)) + 1e-6), rtol=1e-3)
+    np.testing.assert_allclose(gap, 1.0 / (2.0 * (np.sqrt(J * (1 - J)) + 1e-6)), rtol=1e-3)
 
 
 def test_finite_group_scales_unsampled_labels_by_one_factor(long_runs):

@@ -196,3 +196,31 @@ def test_param_dtype_bfloat16(tmp_path):
     tokens, mask, pos = batch(seed=2)
     d = max_diff(our_logits(low, tokens, mask, pos), our_logits(ours, tokens, mask, pos), mask)
     assert 0 < d < 0.5
+
+
+def test_load_onto_mesh(tmp_path):
+    """With a mesh each tensor lands directly on its logical-axis sharding; logits unchanged."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    ours = random_model(models.tiny("qwen2", vocab_size=96), seed=6)
+    models.save_pretrained(ours, str(tmp_path))
+    mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
+    sharded = hf_io.from_pretrained(str(tmp_path), mesh=mesh)
+    q = sharded.layers[0].self_attn.q_proj.kernel[...]
+    assert isinstance(q.sharding, NamedSharding) and q.sharding.spec == P("fsdp", "tensor")
+    assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape == (32, 32)
+    tokens, mask, pos = batch(seed=4)
+    assert max_diff(our_logits(sharded, tokens, mask, pos), our_logits(ours, tokens, mask, pos), mask) <= 1e-5
+
+
+def test_bfloat16_checkpoint_read_as_float32(tmp_path):
+    """Real Qwen3/Llama checkpoints are bf16 on disk: read and upcast exactly."""
+    cls, kw = VARIANTS["qwen3"]
+    ref = randomize_torch(transformers.AutoModelForCausalLM.from_config(
+        cls(**BASE, **kw), attn_implementation="eager", dtype=torch.float32), seed=8)
+    ref.to(torch.bfloat16).save_pretrained(tmp_path)
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["dtype"] == "bfloat16"
+    ours = hf_io.from_pretrained(str(tmp_path))
+    assert ours.embed_tokens[...].dtype == jnp.float32
+    tokens, mask, pos = batch(seed=5)
+    assert max_diff(our_logits(ours, tokens, mask, pos), torch_logits(ref.float(), tokens, mask, pos), mask) <= TOL

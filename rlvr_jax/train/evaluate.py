@@ -1,0 +1,136 @@
+"""Evaluation used by the loop and `rlvr-eval`: sample n responses per held-out query, verify,
+pass@k / avg@k with CIs, and for embedded tasks the exact correct-mode instruments (coverage,
+over-sharpening index against the base policy) from teacher-forced answer probabilities."""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rlvr_jax.config import int_list
+from rlvr_jax.eval import modes, passk
+from rlvr_jax.sampling import SamplingConfig, sample_core
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "scfg", "verify"))
+def _sample_verify(graphdef, params, prompts, mask, params_QxK, key, scfg, verify):
+    r = sample_core(graphdef, params, prompts, mask, key, scfg)
+    n = scfg.num_samples
+    correct = jax.vmap(verify)(jnp.repeat(params_QxK, n, 0), r.tokens_BxN, r.mask_BxN.astype(bool))
+    return correct.reshape(prompts.shape[0], n), r.tokens_BxN.reshape(prompts.shape[0], n, -1), \
+        r.mask_BxN.reshape(prompts.shape[0], n, -1), r.lengths_B
+
+
+class TaskEvaluator:
+    """Held-out queries of an embedded task, with their full answer sets, evaluated the same way every time."""
+
+    def __init__(self, task, cfg, stop_token_ids, pad_id, *, seed: int = 12345, num_queries: int | None = None):
+        self.task = task
+        self.ks = int_list(cfg.eval.ks, "eval.ks")
+        self.n = cfg.eval.num_samples
+        nq = num_queries if num_queries is not None else cfg.data.eval_size
+        self.batch = task.sample(np.random.default_rng(seed), nq)
+        self.prompts = jnp.asarray(self.batch.prompts_BxP, jnp.int32)
+        self.mask = self.prompts != pad_id
+        self.params = jnp.asarray(self.batch.params_BxK, jnp.int32)
+        self.scfg = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature,
+                                   stop_token_ids=tuple(stop_token_ids), pad_id=pad_id, num_samples=self.n)
+        # every candidate answer of every query (correct ones flagged), for the exact instruments
+        A = max(len(task.answer_space(q)) for q in self.batch.queries)
+        L = task.max_answer_len
+        self.cand = np.zeros((nq, A, L), np.int32)
+        self.cand_mask = np.zeros((nq, A, L), bool)
+        self.correct = np.zeros((nq, A), bool)
+        tok = task.tokenizer
+        for i, q in enumerate(self.batch.queries):
+            good = set(task.answers(q))
+            for j, a in enumerate(task.answer_space(q)):
+                ids = tok.encode(a) + [tok.eos_id]
+                self.cand[i, j, :len(ids)] = ids
+                self.cand_mask[i, j, :len(ids)] = True
+                self.correct[i, j] = a in good
+        self.ref_logp = None
+        self.seed = seed
+
+    def answer_logprobs(self, graphdef, params) -> np.ndarray:
+        model = nnx.merge(graphdef, params)
+        return modes.sequence_logprobs(model, np.asarray(self.prompts), np.asarray(self.mask), self.cand,
+                                       self.cand_mask)
+
+    def set_reference(self, graphdef, params):
+        """The base policy: the over-sharpening index compares against it."""
+        self.ref_logp = self.answer_logprobs(graphdef, params)
+
+    def __call__(self, graphdef, params, key=None, *, modes_too: bool = True) -> dict:
+        key = jax.random.key(self.seed) if key is None else key
+        correct, toks, tmask, lengths = _sample_verify(graphdef, params, self.prompts, self.mask, self.params, key,
+                                                       self.scfg, self.task.verify_tokens)
+        correct = np.asarray(correct) > 0.5
+        res = passk.evaluate_correctness(correct, self.ks, seed=0, num_boot=200)
+        toks, tmask = np.asarray(toks), np.asarray(tmask)
+        distinct = []
+        for i in range(correct.shape[0]):
+            seen = {tuple(toks[i, j][tmask[i, j]]) for j in range(correct.shape[1]) if correct[i, j]}
+            distinct.append(len(seen))
+        res["distinct_correct_mean"] = float(np.mean(distinct))
+        res["response_len_mean"] = float(np.mean(np.asarray(lengths)))
+        if modes_too:
+            logp = self.answer_logprobs(graphdef, params)
+            per_q = modes.correct_mode_metrics(logp, self.correct, self.ref_logp,
+                                               candidate_QxA=self.cand_mask.any(-1), full_space=True)
+            res["modes"] = modes.summarize_metrics(per_q, num_boot=200)
+        return res
+
+
+def headline(res: dict, ks) -> dict[str, float]:
+    """Flat scalars for logging: pass@k means, coverage, over-sharpening index, entropy."""
+    out = {f"eval/pass@{k}": res["pass@k"][str(k)]["mean"] for k in ks}
+    out["eval/distinct_correct"] = res["distinct_correct_mean"]
+    m = res.get("modes", {})
+    for name in ("mass_correct", "coverage_rel", "coverage_abs", "entropy_norm", "tv", "kl_policy_ref"):
+        if name in m and m[name]["mean"] is not None:
+            out[f"eval/{name}"] = m[name]["mean"]
+    return out
+
+
+def run(cfg, checkpoints=(), out=None):
+    """rlvr-eval: evaluates the initial policy and each checkpoint; writes JSON and a pass@k plot."""
+    from rlvr_jax.eval.plots import plot_passk_curves
+    from rlvr_jax.eval.report import write_report
+    from rlvr_jax.train.build import build
+    from rlvr_jax.train.checkpoint import Checkpointer
+    from rlvr_jax.train.state import init_state, make_optimizers
+    from rlvr_jax.config import ConfigError
+
+    built = build(cfg)
+    if built.task is None:
+        raise ConfigError("config.data.source: rlvr-eval currently evaluates embedded tasks; text datasets "
+                          "are evaluated by the trainer's own loop")
+    out = out or os.path.join(cfg.log.dir, "eval")
+    os.makedirs(out, exist_ok=True)
+    ev = TaskEvaluator(built.task, cfg, built.stop_token_ids, built.pad_id)
+    ptx, mtx = make_optimizers(cfg, cfg.train.steps)
+    state, pg, _ = init_state(built.policy, built.memory, ptx, mtx, seed=cfg.train.seed,
+                              keep_reference=cfg.algo.kl_coef > 0)
+    results = {}
+    curves = {}
+    ev.set_reference(pg, state.policy)
+    results["initial"] = ev(pg, state.policy)
+    curves["initial"] = results["initial"]
+    for path in checkpoints:
+        ck = Checkpointer(path, keep=1000, async_save=False)
+        got = ck.restore(jax.eval_shape(lambda: state))
+        if got is None:
+            raise ConfigError(f"--checkpoint: no complete checkpoint in {path}")
+        step, st, _ = got
+        name = f"{os.path.basename(os.path.normpath(path))}@{step}"
+        results[name] = ev(pg, st.policy)
+        curves[name] = results[name]
+    paths = write_report(results, out, name="eval", plot=False)
+    png = plot_passk_curves(curves, os.path.join(out, "passk.png"), title=f"pass@k on {cfg.data.task}")
+    print(f"wrote {paths} and {png}")
+    return results
