@@ -19,9 +19,9 @@ def get_config():
     cfg.model.num_layers = 2
     cfg.model.num_heads = 4
     cfg.model.num_kv_heads = 2
-    cfg.train.pretrain_steps = 300
-    cfg.train.pretrain_lr = 3e-3
-    cfg.train.pretrain_correct_frac = 0.5
+    cfg.train.pretrain_steps = 400
+    cfg.train.pretrain_lr = 6e-3
+    cfg.train.pretrain_correct_frac = 0.9
     cfg.train.steps = 60
     cfg.train.iterations_per_call = 5
     cfg.rollout.group_size = 8
@@ -33,4 +33,5 @@ def get_config():
     cfg.eval.ks = "1,4,16,64"
     cfg.log.dir = "runs/demo"
     cfg.checkpoint.keep = 2
+    cfg.log.every = 10
     return cfg

@@ -83,8 +83,17 @@ def main(argv=None) -> dict:
     Gm = 8 if 8 in finite else (finite[len(finite) // 2] if finite else 0)  # the G of the per-step figures
     one_keys = [(ov, G) for ov in overlaps for G in sorted({Gm, 0}, reverse=True)]
     one_cfgs = [base.replace(rewarded="one", overlap=ov, group_size=G) for ov, G in one_keys]
-    runs = toy.run_toy_many(cfgs + one_cfgs, seeds)
-    runs, one_runs = runs[:len(cfgs)], runs[len(cfgs):]
+    spread_keys = [(kl, G) for kl in kls for G in sorted({Gm, 0}, reverse=True)]  # unequal valid labels
+    spread_cfgs = [base.replace(valid_spread=1.0, overlap=0.0, kl_coef=kl, group_size=G) for kl, G in spread_keys]
+    runs = toy.run_toy_many(cfgs + one_cfgs + spread_cfgs, seeds)
+    n1, n2 = len(cfgs), len(cfgs) + len(one_cfgs)
+    runs, one_runs, spread_runs = runs[:n1], runs[n1:n2], runs[n2:]
+    spread_rows = []
+    for (kl, G), run in zip(spread_keys, spread_runs):
+        met = toy.toy_metrics(run)["train"]
+        spread_rows.append({"kl": kl, "G": _label(G), "overlap": 0.0, "valid_spread": 1.0,
+                            "train/acc": float(met["acc"][:, -1].mean()), "train/tv": float(met["tv"][:, -1].mean()),
+                            "train/entropy_norm": float(met["entropy_norm"][:, -1].mean())})
     mets = [toy.toy_metrics(r) for r in runs]
     steps = np.arange(a.steps + 1)
     os.makedirs(a.out, exist_ok=True)
@@ -195,16 +204,16 @@ def main(argv=None) -> dict:
     runtime = time.time() - t0
     summary = {"command": "python scripts/toy_experiment.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "config": {**vars(a), "toy_defaults": {k: getattr(base, k) for k in base.__dataclass_fields__}},
-               "rows": rows, "one_label": one_rows, "figures": [os.path.basename(f) for f in figs],
-               "runtime_s": runtime}
+               "rows": rows, "one_label": one_rows, "unequal_valid_labels": spread_rows,
+               "figures": [os.path.basename(f) for f in figs], "runtime_s": runtime}
     with open(os.path.join(a.out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(to_jsonable(summary), f, indent=1)
-    print_table(rows, one_rows)
+    print_table(rows, one_rows, spread_rows)
     print(f"\nwrote {len(figs)} figures and summary.json to {a.out} in {runtime:.1f}s")
     return summary
 
 
-def print_table(rows, one_rows):
+def print_table(rows, one_rows, spread_rows=()):
     hdr = (f"{'kl':>4} {'ov':>4} {'G':>4} {'method':6} | {'acc':>5} {'p@32':>5} {'TV':>5} {'Hnorm':>5} {'cov':>4} "
            f"| {'ho acc':>6} {'ho p@32':>13} {'ho TV':>5}")
     print(hdr)
@@ -220,6 +229,11 @@ def print_table(rows, one_rows):
         print(f"  overlap {r['overlap']:g} G={r['G']:>3}: other valid labels keep {r['other_valid_mass_ratio']:.3f} "
               f"of their reference mass; rewarded label p={r['rewarded_label_prob']:.3f}; held-out pass@32 "
               f"{r['heldout/pass@32_ref']:.3f}->{r['heldout/pass@32']:.3f}")
+    if spread_rows:
+        print("\nvalid labels with unequal reference probabilities (valid_spread 1, overlap 0, GRPO):")
+    for r in spread_rows:
+        print(f"  kl {r['kl']:g} G={r['G']:>3}: acc {r['train/acc']:.3f}  TV to ideal {r['train/tv']:.3f}  "
+              f"normalised entropy {r['train/entropy_norm']:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,15 @@ Each training query has several valid labels (in distinct clusters); RL samples 
 (G = 0 means the exact expectation, "G = inf"), reward 1 for rewarded labels, GRPO
 advantages, optionally IAC (positive advantages x (G - k)^alpha) and an exact KL to the
 reference. Held-out queries are never trained on. Everything runs in one jitted lax.scan,
-vmapped over seeds.
+vmapped over runs (configs x seeds); group samples come from host-drawn uniforms, so runs with
+the same seed share their random numbers.
+
+What the math says here (tests/eval/test_toy.py checks each): in the tabular case the G = inf
+step changes log(pi_a / pi_b) of two valid labels by lr (1 - J)(pi_a - pi_b) / sigma, so exact
+policy gradient keeps ratios only between equally likely valid labels (the richer one gains);
+with `valid_spread = 0` (all valid labels of a query equally likely under the reference) G = inf
+keeps them equal forever while any finite G breaks the tie (sampling bias). With a KL term,
+G = inf converges to pi | valid = pi_ref | valid when a fixed point exists (beta large enough).
 """
 from __future__ import annotations
 

@@ -185,11 +185,14 @@ def converted_folder(path: str | None = None, cache_dir: str | None = None) -> s
     tmp = tempfile.mkdtemp(prefix=f".tmp-{stem}-", dir=root)
     try:
         convert(path, tmp)
-        if os.path.exists(folder):  # a leftover without SOURCE_FILE (cannot come from us) or a racing writer
-            if os.path.exists(os.path.join(folder, SOURCE_FILE)):
-                return folder
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
+        os.chmod(tmp, 0o755)
+        if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, SOURCE_FILE)):
+            shutil.rmtree(folder)  # not ours to trust: a folder without the completion marker
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process finished the same conversion first
+            if not os.path.exists(os.path.join(folder, SOURCE_FILE)):
+                raise
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

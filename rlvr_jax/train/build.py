@@ -59,8 +59,8 @@ def build_policy(cfg, task=None):
     if m.source == "gguf":
         from rlvr_jax.models import gguf_io
         model = gguf_io.load_gguf(m.path or None, cache_dir=m.cache_dir or None, dtype=m.dtype)
-        from rlvr_jax.models.tokenizer import load_smollm2_tokenizer
-        return model, load_smollm2_tokenizer()
+        from rlvr_jax.models.tokenizer import load_tokenizer
+        return model, load_tokenizer(m.path or None, cache_dir=m.cache_dir or None)
     raise ConfigError(f"config.model.source: unknown {m.source!r}")
 
 

@@ -8,9 +8,12 @@ fingerprints, so a truncated or garbled latest step is detected, moved aside and
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
+import sys
 import threading
+import types
 import warnings
 from typing import Any
 
@@ -193,14 +196,18 @@ class Checkpointer:
             record = extra.pop("_ckpt")
             saved = {k: (tuple(v[0]), v[1], int(v[2])) for k, v in record["leaves"].items()}
         except Exception as e:  # noqa: BLE001 - any failure to read the JSON item means a broken step
-            raise _Corrupt(f"extra: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]) from None
+            raise _Corrupt(f"extra: {_first_line(e)}") from None
         _check_compatible(step, saved, flat_abs)
+        failure = None
         try:
             got = self._mgr.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(_nest(flat_abs))))["state"]
             leaves = _unnest(got, flat_abs)
         except Exception as e:  # noqa: BLE001 - tensorstore/ocdbt/zarr errors all mean unreadable data
-            raise _Corrupt(f"state: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]) from None
+            failure = f"state: {_first_line(e)}"
+        if failure is not None:
+            _collect_quietly()
+            raise _Corrupt(failure)
         fps = fingerprints(dict(zip(flat_abs, leaves)))
         bad = [k for k in flat_abs if fps[k] != saved[k][2]]
         if bad:
@@ -237,6 +244,22 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _collect_quietly():
+    """After a failed read orbax leaves sibling read coroutines to die in the garbage collector, each
+    printing an 'Exception ignored' traceback; collect them now, silently (our warning says it all)."""
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda u: None if isinstance(u.object, types.CoroutineType) else old(u)
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+
+
+def _first_line(e: Exception) -> str:
+    msg = str(e).split(". See full TensorStore details")[0].strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}"[:240]
 
 
 def _abstract_leaves(abstract_state, shardings) -> dict[str, jax.ShapeDtypeStruct]:

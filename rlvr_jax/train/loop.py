@@ -89,7 +89,7 @@ def run_token_task(cfg, built, mesh) -> dict:
     state = jax.device_put(state, shardings)
     base_params = jax.tree.map(jnp.copy, state.policy)
 
-    ckpt_dir = cfg.checkpoint.dir or os.path.join(log_dir, "ckpt")
+    ckpt_dir = os.path.abspath(cfg.checkpoint.dir or os.path.join(log_dir, "ckpt"))
     ckpt = Checkpointer(ckpt_dir, keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
     start = 0
     if cfg.checkpoint.resume:

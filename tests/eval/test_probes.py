@@ -12,7 +12,8 @@ V, EOS = 8, 1
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny("qwen3", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=4, num_kv_heads=2)
+    cfg = tiny("qwen3", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=4, num_kv_heads=2,
+               num_layers=1)
     model = create(cfg, seed=5)
     model.embed_tokens[...] = model.embed_tokens[...] * 3.0
     prompts = np.array([[0, 2, 3, 4], [0, 0, 5, 6], [7, 6, 5, 4]], np.int32)

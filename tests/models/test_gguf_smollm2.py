@@ -167,6 +167,11 @@ def test_cache_is_reused_and_written_atomically(hf_model, tmp_path, monkeypatch)
         raise AssertionError("converted again instead of reading the cache")
     monkeypatch.setattr(gguf_io, "convert", boom)
     np.testing.assert_array_equal(ours(gguf_io.load_gguf(path, cache_dir=str(cache)), TOKENS_BxT), first)
+    monkeypatch.undo()
+    # a changed file gets its own folder (fingerprinted), never the stale conversion
+    write_tiny_gguf(src / "tiny.gguf", hf_model, quant=gguf.GGMLQuantizationType.Q8_0)
+    other = gguf_io.converted_folder(path, str(cache))
+    assert other != folder and sorted(os.listdir(cache)) == sorted(map(os.path.basename, [folder, other]))
 
 
 def test_failed_conversion_leaves_nothing(hf_model, tmp_path):
@@ -195,6 +200,11 @@ def test_gguf_tokenizer(hf_model, tmp_path):
     assert mask.tolist() == [[False] + [True] * 5]  # the, Ġ, c, a, t
     with pytest.raises(ValueError, match="prompt row 0"):
         tokenizer.encode_prompts(tok, ["the cat sat"], chat=False, pad_to=3)
+    folder = gguf_io.converted_folder(path, str(tmp_path / "cache"))  # a plain HF folder now
+    same = tokenizer.load_tokenizer(folder)
+    assert same.padding_side == "left" and same("the thing")["input_ids"] == tok("the thing")["input_ids"]
+    with pytest.raises(ValueError, match="not a tokenizer folder"):
+        tokenizer.load_tokenizer(str(tmp_path / "nope"))
 
 
 # ----------------------------------------------------------------------------- the real SmolLM2
