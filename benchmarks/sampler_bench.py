@@ -117,8 +117,11 @@ def main():
     workers = {"rlvr_jax": Worker("rlvr_jax", [sys.executable, os.path.join(HERE, "sampler_worker_ours.py"), weights],
                                   logdir)}
     if "torch" in peers:
+        # PASSIVE: torch's OpenMP workers sleep instead of spinning at barriers; on a shared CPU the
+        # default spinning made `generate` 5-10x slower than on an idle machine.
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         workers["transformers"] = Worker("transformers", [pys["torch"], os.path.join(HERE, "sampler_worker_torch.py"),
-                                                          weights, str(args.threads)], logdir)
+                                                          weights, str(args.threads)], logdir, env=env)
     if "tunix" in peers:
         workers["tunix"] = Worker("tunix", [pys["tunix"], os.path.join(HERE, "sampler_worker_tunix.py"), weights],
                                   logdir)

@@ -16,16 +16,17 @@ from rlvr_jax.config import ConfigError, apply_variant, help_text, validate
 
 def _parse(argv, extra_flags=None):
     """Parses argv into (validated ConfigDict, FlagValues); exits 2 with one line on error."""
-    fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "ml-collections config file", flag_values=fv,
-                                    lock_config=True)
-    for define in extra_flags or ():
-        define(fv)
     prog = argv[0].rsplit("/", 1)[-1] if argv else "rlvr"
     if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
         print(f"usage: {prog} --config configs/X.py [--config.group.field=value ...]\n\nfields:\n{help_text()}")
         sys.exit(0)
     try:
+        fv = flags.FlagValues()
+        # sys_argv: override flags (--config.a.b=...) are discovered from these arguments
+        config_flags.DEFINE_config_file("config", None, "ml-collections config file", flag_values=fv,
+                                        lock_config=True, sys_argv=list(argv))
+        for define in extra_flags or ():
+            define(fv)
         fv(argv)
         if fv.config is None:
             raise ConfigError("--config: required (e.g. --config configs/demo.py)")
@@ -34,7 +35,7 @@ def _parse(argv, extra_flags=None):
         _die(prog, str(e))
     except flags.Error as e:
         _die(prog, _one_line(e))
-    except (AttributeError, KeyError, TypeError, ValueError, FileNotFoundError, SyntaxError) as e:
+    except (AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError, ImportError) as e:
         _die(prog, _one_line(e))
     return cfg, fv
 
@@ -85,3 +86,16 @@ def compile_main(argv=None):
         aot.run(cfg, topology=fv.topology or None, out=fv.out or None)
     except ConfigError as e:
         _die("rlvr-compile", str(e))
+
+
+def main(argv=None):
+    """`python -m rlvr_jax.cli {train,eval,compile} ...` (same as the console scripts)."""
+    argv = list(argv or sys.argv)
+    cmds = {"train": train_main, "eval": eval_main, "compile": compile_main}
+    if len(argv) < 2 or argv[1] not in cmds:
+        _die("rlvr", f"usage: python -m rlvr_jax.cli {{{','.join(cmds)}}} --config FILE [--config.x=y ...]")
+    cmds[argv[1]]([f"rlvr-{argv[1]}"] + argv[2:])
+
+
+if __name__ == "__main__":
+    main()

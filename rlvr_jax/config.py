@@ -312,11 +312,17 @@ VARIANTS = {
 
 def apply_variant(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Expands `algo.variant` into the fields it stands for (the variant wins over the file's values)."""
-    v = cfg.algo.variant
+    v = cfg.algo.variant if "algo" in cfg and "variant" in cfg.algo else ""
     if not v:
         return cfg
+    if v not in VARIANTS:
+        raise ConfigError(f"config.algo.variant: {v!r} is not one of {', '.join(map(repr, VARIANTS))}")
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     for group, vals in VARIANTS[v].items():
         for k, val in vals.items():
+            cur, default = cfg[group][k], SCHEMA[group][k].default
+            if cur != default and cur != val:
+                raise ConfigError(f"config.{group}.{k}: set to {cur!r} but algo.variant={v!r} implies {val!r}; "
+                                  f"drop one of the two")
             cfg[group][k] = val
     return cfg

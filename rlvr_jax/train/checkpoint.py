@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -130,7 +131,8 @@ class Checkpointer:
     """Saves/restores a TrainState plus JSON `extra` under `directory/<step>`; keeps the newest `keep`."""
 
     def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
-        self.directory = epath.Path(directory)
+        directory = str(directory)
+        self.directory = epath.Path(directory if "://" in directory else os.path.abspath(directory))
         opts = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
         self._mgr = ocp.CheckpointManager(self.directory, options=opts, item_names=("state", "extra"))
 

@@ -41,6 +41,15 @@ def print_config(cfg):
         log(f"  {group}: " + ", ".join(f"{k}={v!r}" for k, v in sub.items()))
 
 
+def param_fingerprint(params) -> str:
+    """sha256 of every parameter's bytes (bit-exact comparisons across runs and processes)."""
+    import hashlib
+    h = hashlib.sha256()
+    for x in jax.tree.leaves(jax.device_get(params)):
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+    return h.hexdigest()
+
+
 def updates_per_run(cfg) -> int:
     return cfg.train.steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches
 
@@ -77,7 +86,6 @@ def run_token_task(cfg, built, mesh) -> dict:
     task = built.task
     log_dir = cfg.log.dir
     os.makedirs(log_dir, exist_ok=True)
-    writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict())
     t0 = time.time()
 
     policy, _ = pretrain(built.policy, task, cfg, log=log)
@@ -98,6 +106,8 @@ def run_token_task(cfg, built, mesh) -> dict:
         if got is not None:
             start, state, _ = got
             log(f"resumed from {ckpt_dir} at step {start}")
+    # records logged after the checkpoint we resume from (a killed run) are dropped
+    writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict(), purge_after=start if start else None)
 
     pool_batch = task.sample(np.random.default_rng(cfg.train.seed), cfg.data.size)
     pool = query_pool(pool_batch)
@@ -161,7 +171,7 @@ def run_token_task(cfg, built, mesh) -> dict:
                 do_eval(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 ckpt.save(step, state, {"step": step})
-            if pre.requested:
+            if pre.should_stop():
                 log(f"SIGTERM: saving step {step} and exiting")
                 if pending is not None:
                     flush(pending)
@@ -186,7 +196,7 @@ def run_token_task(cfg, built, mesh) -> dict:
                             os.path.join(log_dir, "passk_before_after.png"),
                             title=f"{cfg.data.task}: pass@k before / after RL ({cfg.algo.variant or cfg.algo.estimator})")
     summary = {"steps": step, "before": before, "after": after, "wall_s": time.time() - t0,
-               "nonfinite_updates": int(state.nonfinite)}
+               "nonfinite_updates": int(state.nonfinite), "final_param_fingerprint": param_fingerprint(state.policy)}
     if jax.process_index() == 0:
         from rlvr_jax.eval.report import to_jsonable
         with open(os.path.join(log_dir, "summary.json"), "w") as f:

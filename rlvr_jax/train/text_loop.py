@@ -58,7 +58,6 @@ def run_text(cfg, built, mesh) -> dict:
     chat = cfg.data.template == "chat"
     log_dir = cfg.log.dir
     os.makedirs(log_dir, exist_ok=True)
-    writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict())
     source = make_source(cfg, tokenizer=tok, plain_template=cfg.data.plain_template,
                          shard_index=jax.process_index(), shard_count=jax.process_count())
     it = source.iterator()
@@ -79,6 +78,7 @@ def run_text(cfg, built, mesh) -> dict:
             if extra.get("data_state") is not None:
                 it.set_state(extra["data_state"])
             log(f"resumed at step {step}")
+    writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict(), purge_after=step if step else None)
 
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
     sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
@@ -156,7 +156,7 @@ def run_text(cfg, built, mesh) -> dict:
                 extra = {"step": step, "data_state": it.get_state()}
                 if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                     ckpt.save(step, state, extra)
-                if pre.requested:
+                if pre.should_stop():
                     ckpt.save(step, state, extra, force=True)
                     ckpt.wait()
                     log(f"SIGTERM: saved step {step}, exiting")

@@ -1,10 +1,24 @@
 """Shared by the sampler tests: tiny peaky models, numpy reference rules, a chi-square check."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from scipy import stats
 
 from rlvr_jax.models import create, tiny
+
+
+PROMPTS = [[7, 3, 9], [11, 12, 13, 14, 15], [20, 21, 22, 23, 24, 25, 26]]
+
+
+def padded(prompts, width=None):
+    """Left-padded (ids, mask) of token-id lists."""
+    width = width or max(map(len, prompts))
+    ids = np.zeros((len(prompts), width), np.int32)
+    mask = np.zeros((len(prompts), width), bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = p, True
+    return ids, mask
 
 
 def peaky(cfg, seed, scale=3.0):
@@ -19,10 +33,31 @@ def tiny_cfg(**kw):
     return tiny("llama", **{**base, **kw})
 
 
+_FORWARDS = {}
+WIDTH = 32
+
+
+def full_forward(model, seq):
+    """Logits [len(seq), V] of the plain full forward (no cache, no padding inside the sequence).
+
+    The sequence is right-padded to a fixed width so one jitted program serves every call;
+    causal attention makes the padding invisible to the positions that are read.
+    """
+    key = id(model)
+    if key not in _FORWARDS:
+        gd, st = nnx.split(model)
+        _FORWARDS[key] = (jax.jit(lambda st, ids: nnx.merge(gd, st)(ids)[0][0]), st, model)
+    fn, st, _ = _FORWARDS[key]
+    seq = np.asarray(seq, np.int32)
+    assert len(seq) <= WIDTH
+    ids = np.zeros((1, WIDTH), np.int32)
+    ids[0, :len(seq)] = seq
+    return np.asarray(fn(st, jnp.asarray(ids)), np.float64)[:len(seq)]
+
+
 def last_logits(model, prompt):
     """Reference next-token logits of one unpadded prompt (full forward, no cache)."""
-    z, _ = model(jnp.asarray(prompt, jnp.int32)[None])
-    return np.asarray(z[0, -1], np.float64)
+    return full_forward(model, prompt)[-1]
 
 
 def softmax(x):
@@ -76,9 +111,8 @@ def chi2_pvalue(counts, probs):
 def teacher_forced_logits(model, prompt_real, response):
     """[len(response), V] logits predicting each response token from the full unpadded sequence."""
     seq = np.concatenate([prompt_real, response]).astype(np.int32)
-    z, _ = model(jnp.asarray(seq)[None])
     P = len(prompt_real)
-    return np.asarray(z[0, P - 1:P - 1 + len(response)], np.float64)
+    return full_forward(model, seq)[P - 1:P - 1 + len(response)]
 
 
 def split(model):

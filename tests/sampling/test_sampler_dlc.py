@@ -8,9 +8,8 @@ import pytest
 from rlvr_jax.config import base_config
 from rlvr_jax.models import memory_config
 from rlvr_jax.sampling import Sampler, SamplingConfig, dlc_tilt
-from tests.sampling.sampler_helpers import (chi2_pvalue, last_logits, log_softmax, peaky, softmax,
+from tests.sampling.sampler_helpers import (PROMPTS, chi2_pvalue, last_logits, log_softmax, padded, peaky, softmax,
                                             teacher_forced_logits, tiny_cfg)
-from tests.sampling.test_sampler_greedy import PROMPTS, padded
 
 
 def explicit(zp, zm, mu, T, order, plausibility=0.0):

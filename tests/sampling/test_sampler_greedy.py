@@ -8,19 +8,10 @@ from flax import nnx
 
 from rlvr_jax import parallel
 from rlvr_jax.sampling import Sampler, SamplingConfig, sample_core
-from tests.sampling.sampler_helpers import log_softmax, peaky, ref_logits, teacher_forced_logits, tiny_cfg
+from tests.sampling.sampler_helpers import (PROMPTS, log_softmax, padded, peaky, ref_logits, teacher_forced_logits,
+                                            tiny_cfg)
 
-PROMPTS = [[7, 3, 9], [11, 12, 13, 14, 15], [20, 21, 22, 23, 24, 25, 26]]
 G, N = 2, 6
-
-
-def padded(prompts, width=None):
-    width = width or max(map(len, prompts))
-    ids = np.zeros((len(prompts), width), np.int32)
-    mask = np.zeros((len(prompts), width), bool)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):], mask[i, width - len(p):] = p, True
-    return ids, mask
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,9 @@ def test_draw_frequencies_and_logp(V):
     np.testing.assert_allclose(logp, np.log(p[tok]), atol=1e-5)
 
 
-@pytest.mark.parametrize("kw", RULES)
+# top-k alone and min-p alone are also inside the combined rule (and unit-tested above): slow only.
+@pytest.mark.parametrize("kw", [pytest.param(kw, marks=pytest.mark.slow) if i in (1, 3) else kw
+                                for i, kw in enumerate(RULES)])
 def test_sampler_token_frequencies_match_rule(setup, kw):
     model, prompt, z, sampler = setup
     n = 6000

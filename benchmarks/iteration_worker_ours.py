@@ -1,0 +1,98 @@
+"""Iteration-benchmark worker: one rlvr_jax GRPO iteration as the text RL loop (`train/text_loop.py`) runs it.
+
+Tokenise the step's prompts, `Sampler` (G = 8 per prompt, 64 new tokens, no stop tokens), decode to text,
+verify on the host, `compute_advantages`, `batch_from_rollout`, one jitted `train_step` (state donated).
+Runs in the main venv: python benchmarks/iteration_worker_ours.py WEIGHTS_FOLDER
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import iteration_common as C  # noqa: E402
+from rlvr_jax import parallel  # noqa: E402
+from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
+from rlvr_jax.config import base_config, validate  # noqa: E402
+from rlvr_jax.models import from_pretrained  # noqa: E402
+from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
+from rlvr_jax.train.state import init_state, make_optimizers, train_state_shardings  # noqa: E402
+from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
+
+
+def bench_config():
+    """The rlvr_jax config of the benchmark: GRPO, no KL (no reference), one optimiser step per iteration."""
+    cfg = base_config()
+    cfg.rollout.group_size, cfg.rollout.prompts_per_step = C.G, C.PROMPTS_PER_STEP
+    cfg.rollout.max_new_tokens, cfg.rollout.temperature = C.NEW_TOKENS, C.TEMPERATURE
+    cfg.rollout.prompt_buckets = str(C.MAX_PROMPT_TOKENS)
+    cfg.optim.learning_rate, cfg.optim.grad_clip = C.LEARNING_RATE, C.GRAD_CLIP
+    cfg.algo.kl_coef, cfg.algo.ppo_epochs, cfg.algo.mini_batches = 0.0, 1, 1
+    cfg.model.source, cfg.data.source = "hf", "jsonl"
+    cfg.model.path, cfg.data.path = "unused", "unused"
+    return validate(cfg)
+
+
+def encode(tok, texts):
+    ids = [list(tok(t)["input_ids"]) for t in texts]
+    T = max(len(x) for x in ids)
+    toks = np.full((len(ids), T), tok.pad_token_id, np.int32)
+    mask = np.zeros((len(ids), T), bool)
+    for i, x in enumerate(ids):
+        toks[i, T - len(x):] = x
+        mask[i, T - len(x):] = True
+    return toks, mask
+
+
+def main(folder):
+    cfg = bench_config()
+    tok = load_tokenizer(folder)
+    policy = from_pretrained(folder, dtype="float32")
+    mesh = parallel.make_mesh(cfg.mesh)
+    ptx, mtx = make_optimizers(cfg, 1000)
+    state, pg, mg = init_state(policy, None, ptx, mtx, seed=0, keep_reference=False)
+    shardings = train_state_shardings(state, mesh, parallel.TRAIN_RULES)
+    state = jax.device_put(state, shardings)
+    del policy
+    scfg = SamplingConfig.from_config(cfg, stop_token_ids=(), pad_id=tok.pad_token_id)
+    sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
+    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0, out_shardings=(shardings, None))
+    adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
+    G, n = C.G, C.PROMPTS_PER_STEP
+    gate = C.Gate()
+    gate.ready(framework="rlvr_jax", jax=jax.__version__, devices=str(jax.devices()))
+    while (step := gate.wait()) is not None:
+        ph = {}
+        t = time.perf_counter()
+        rows = C.step_rows(step)
+        prompts, mask = encode(tok, [r["prompt"] for r in rows])
+        key = jax.random.fold_in(jax.random.key(0), step)
+        rollout = sampler(nnx.merge(pg, state.policy), prompts, mask, key, scfg)
+        toks = np.asarray(rollout.tokens_BxN)  # waits for the sampler
+        ph["sample"] = time.perf_counter() - t
+        t = time.perf_counter()
+        m = np.asarray(rollout.mask_BxN).astype(bool)
+        texts = [tok.decode(x[k].tolist(), skip_special_tokens=True) for x, k in zip(toks, m)]
+        rewards = jnp.asarray([C.reward(s, r["answer"]) for s, r in zip(texts, [r for r in rows for _ in range(G)])],
+                              jnp.float32)
+        ph["decode_verify"] = time.perf_counter() - t
+        t = time.perf_counter()
+        valid = jnp.ones_like(rewards, bool)
+        adv, _ = adv_fn(rewards.reshape(n, G), valid.reshape(n, G))
+        batch = batch_from_rollout(rollout, adv.reshape(-1), rewards > cfg.algo.success_threshold, valid)
+        state, metrics = train_step(state, batch)
+        loss = float(metrics["loss"])  # the loop fetches metrics every step
+        ph["update"] = time.perf_counter() - t
+        gate.extra = {"phases": ph, "reward_mean": float(jnp.mean(rewards)), "loss": loss,
+                      "completion_tokens": int(m.sum()), "rows": int(m.shape[0])}
+        gate.done()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,31 @@
+"""SmolLM2-135M-Instruct on a local JSONL math dataset (DeepScaleR / MATH / GSM8K schemas), verified by
+math-verify in a time-limited process pool.
+
+    rlvr-train --config configs/smollm2_jsonl_math.py --config.data.path=/data/gsm8k_train.jsonl \\
+        --config.data.schema=gsm8k
+"""
+from rlvr_jax.config import base_config
+
+
+def get_config():
+    cfg = base_config()
+    cfg.model.source = "gguf"
+    cfg.data.source = "jsonl"
+    cfg.data.path = ""  # required: set with --config.data.path
+    cfg.data.schema = "deepscaler"
+    cfg.data.template = "chat"
+    cfg.data.on_bad_row = "skip"
+    cfg.reward.verifier = "math"
+    cfg.reward.workers = 2
+    cfg.reward.item_timeout_s = 5.0
+    cfg.rollout.group_size = 8
+    cfg.rollout.prompts_per_step = 2
+    cfg.rollout.max_new_tokens = 256
+    cfg.rollout.prompt_buckets = "128,256,512,1024"
+    cfg.optim.learning_rate = 1e-6
+    cfg.algo.variant = "iac"
+    cfg.algo.logprob_chunk = 64
+    cfg.train.steps = 100
+    cfg.checkpoint.every = 10
+    cfg.log.dir = "runs/smollm2_math"
+    return cfg

@@ -1,0 +1,353 @@
+"""Ahead-of-time planning (`rlvr-compile`): compile the real-size train step and sampler from shapes only.
+
+No weights are allocated: the model, the TrainState and the batch are `jax.eval_shape` structures with
+shardings, lowered with `jax.jit(...).lower(...)` and compiled either for the local devices or for an
+abstract TPU slice from libtpu (`--topology v5p-32` or `v5p:2x2x4`, several comma-separated). The
+report gives per chip: parameter, optimiser, activation (compiler temp) and KV-cache bytes, the peak of
+the two phases (update; sampling with the train state resident) against the chip's HBM, FLOPs per RL
+step and the step time implied at peak (and the decode time implied by HBM bandwidth).
+
+`parallel` sits below `train` in the import graph, so everything from `train`/`sampling` is imported
+lazily inside the functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from rlvr_jax.config import ConfigError, int_list
+from rlvr_jax.parallel.aot_report import format_report, format_sweep, suggestions
+from rlvr_jax.parallel.mesh import AXES, resolve_sizes
+from rlvr_jax.parallel.rules import TRAIN_RULES, rules_for
+from rlvr_jax.parallel.sharding import batch_sharding, logical_to_spec, state_shardings
+from rlvr_jax.parallel.topologies import chip_of_device, slice_name, topology_devices
+
+_KV = ("batch", "length", "kv_heads", "head_dim")
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+def policy_model_config(cfg):
+    """The policy's ModelConfig from the config alone (presets and HF folders: config.json only)."""
+    from rlvr_jax import models
+    m = cfg.model
+    if m.source == "preset":
+        return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
+    if m.source == "hf":
+        from rlvr_jax.models import hf_io
+        return hf_io.load_config(m.path, dtype=m.dtype, param_dtype=m.param_dtype).replace(remat=m.remat)
+    if m.source == "embedded":
+        from rlvr_jax.train.build import build_task, policy_config
+        task = build_task(cfg)
+        if task is None:
+            raise ConfigError("config.model.source: 'embedded' needs data.source='embedded' (its tiny tokenizer)")
+        return policy_config(cfg, task.tokenizer.vocab_size, task.tokenizer)
+    raise ConfigError(f"config.model.source: rlvr-compile plans 'preset', 'hf' or 'embedded' models, not "
+                      f"{m.source!r}; use model.source='preset' with the matching model.preset")
+
+
+def memory_model_config(cfg, pc):
+    """The DLC memory network's ModelConfig (None unless memory.enabled)."""
+    if not cfg.memory.enabled:
+        return None
+    from rlvr_jax import models
+    return models.memory_config(pc, width_ratio=cfg.memory.width_ratio,
+                                num_layers=None if cfg.memory.num_layers < 0 else cfg.memory.num_layers)
+
+
+def make_mesh_for(cfg, devices) -> Mesh:
+    """A (data, fsdp, tensor) mesh over `devices` (real or compile-only), physically laid out when possible."""
+    shape = resolve_sizes((cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor), len(devices))
+    try:
+        from jax.experimental import mesh_utils
+        arr = mesh_utils.create_device_mesh(shape, list(devices), allow_split_physical_axes=True)
+    except Exception:  # noqa: BLE001 - fall back to a plain reshape for shapes the helper refuses
+        arr = np.asarray(list(devices)).reshape(shape)
+    return Mesh(arr, AXES, axis_types=(AxisType.Auto,) * 3)
+
+
+def abstract_train(cfg, pc, mc):
+    """(abstract TrainState, policy graphdef, memory graphdef, policy tx, memory tx): shapes only."""
+    from rlvr_jax import models
+    from rlvr_jax.train.state import init_state, make_optimizers
+    updates = cfg.train.steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches
+    ptx, mtx = make_optimizers(cfg, updates)
+
+    def make():
+        policy = models.create(pc, cfg.train.seed)
+        memory = models.create(mc, cfg.train.seed + 1) if mc is not None else None
+        return init_state(policy, memory, ptx, mtx, seed=cfg.train.seed, keep_reference=cfg.algo.kl_coef > 0)[0]
+    state = jax.eval_shape(make)
+    pg = nnx.split(models.abstract(pc), nnx.Param)[0]
+    mg = nnx.split(models.abstract(mc), nnx.Param)[0] if mc is not None else None
+    return state, pg, mg, ptx, mtx
+
+
+def prompt_len(cfg) -> int:
+    """The padded prompt length planned for: the largest prompt bucket (the worst case)."""
+    return max(int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets"))
+
+
+def abstract_batch(cfg):
+    """ShapeDtypeStructs of one optimiser step's batch (a mini-batch of rollouts)."""
+    from rlvr_jax.train.step import BATCH_KEYS
+    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size // cfg.algo.mini_batches
+    T = prompt_len(cfg) + cfg.rollout.max_new_tokens - 1
+    kinds = dict(tokens_BxT=jnp.int32, positions_BxT=jnp.int32, kv_mask_BxT=jnp.bool_, targets_BxT=jnp.int32,
+                 mask_BxT=jnp.bool_, adv_B=jnp.float32, logp_old_BxT=jnp.float32, logp_sampler_BxT=jnp.float32,
+                 success_B=jnp.bool_, valid_B=jnp.bool_)
+    return {k: jax.ShapeDtypeStruct((rows, T) if k.endswith("BxT") else (rows,), kinds[k]) for k in BATCH_KEYS}
+
+
+def _with(tree, shardings):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def _batch_shardings(batch, mesh, rules):
+    def one(x):
+        s = batch_sharding(mesh, rules, x.ndim)
+        ax = s.spec[0]
+        n = math.prod(mesh.shape[a] for a in ((ax,) if isinstance(ax, str) else ax)) if ax else 1
+        return s if x.shape[0] % n == 0 else NamedSharding(mesh, P())
+    return jax.tree.map(one, batch)
+
+
+def chip_bytes(tree, shardings) -> int:
+    """Bytes one device holds of `tree` placed with `shardings` (from each shard's shape)."""
+    total = 0
+    for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
+        total += math.prod(s.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+    return total
+
+
+def kv_cache_bytes(model_cfg, rows: int, length: int, mesh, rules) -> int:
+    """Per-device bytes of a KV cache (k and v, all layers) laid out per the sampling rules."""
+    shape = (rows, length, model_cfg.num_kv_heads, model_cfg.head_dim_)
+    spec = logical_to_spec(_KV, shape, mesh, rules)
+    per = math.prod(NamedSharding(mesh, spec).shard_shape(shape)) * np.dtype(model_cfg.jnp_dtype).itemsize
+    return 2 * model_cfg.num_layers * per
+
+
+# ------------------------------------------------------------------------------------------ flops
+
+def forward_flops(mc, tokens: int, context: int) -> float:
+    """Matmul FLOPs of a forward pass over `tokens` tokens each attending `context` slots (naive attention,
+    as the model computes it: the full mask is evaluated), including the vocabulary projection."""
+    d, hd, H, K = mc.hidden_size, mc.head_dim_, mc.num_heads, mc.num_kv_heads
+    per_layer = d * hd * (2 * H + 2 * K) + 3 * d * mc.intermediate_size
+    matmul = mc.num_layers * per_layer + d * mc.vocab_size
+    attn = mc.num_layers * 4 * context * H * hd
+    return float(tokens) * (2 * matmul + attn)
+
+
+def step_flops(cfg, pc, mc) -> dict:
+    """Analytic FLOPs of one RL step: sampling (prefill + every decode step) and all optimiser updates."""
+    n, G, N = cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.max_new_tokens
+    Pl = prompt_len(cfg)
+    rows, S = n * G, Pl + N
+    T = Pl + N - 1
+    models = [pc] + ([mc] if mc is not None else [])
+    sample = sum(forward_flops(m, n * Pl, Pl) + forward_flops(m, rows * N, S) for m in models)
+    per_rows = rows  # all mini-batches of one epoch together cover the rows once
+    train = 0.0
+    for i, m in enumerate(models):
+        mult = 3 + (1 if m.remat else 0)
+        train += mult * forward_flops(m, per_rows * T, T)
+        if i == 0 and cfg.algo.kl_coef > 0:
+            train += forward_flops(m, per_rows * T, T)
+    train *= cfg.algo.ppo_epochs
+    return {"sample": sample, "train": train, "total": sample + train}
+
+
+# --------------------------------------------------------------------------------------- compiling
+
+def _memory(compiled) -> dict:
+    try:
+        ma = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - some backends have none
+        return {}
+    if ma is None:
+        return {}
+    keys = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
+            "generated_code_size_in_bytes")
+    out = {k.replace("_size_in_bytes", ""): int(getattr(ma, k, 0) or 0) for k in keys}
+    out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
+    return out
+
+
+def _cost(compiled) -> float | None:
+    try:
+        ca = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else None
+    return float(ca["flops"]) if ca and "flops" in ca else None
+
+
+def compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx):
+    """(compiled train step, state shardings, seconds) for one optimiser step of the configured size."""
+    from rlvr_jax.train.state import train_state_shardings
+    from rlvr_jax.train.step import make_train_step
+    st_sh = train_state_shardings(state, mesh, TRAIN_RULES)
+    batch = abstract_batch(cfg)
+    b_sh = _batch_shardings(batch, mesh, TRAIN_RULES)
+    step = make_train_step(pg, mg, cfg, ptx, mtx)
+    t0 = time.time()
+    fn = jax.jit(step, in_shardings=(st_sh, b_sh), out_shardings=(st_sh, None), donate_argnums=0)
+    compiled = fn.lower(_with(state, st_sh), _with(batch, b_sh)).compile()
+    return compiled, st_sh, time.time() - t0
+
+
+def compile_sampler(cfg, mesh, state, pg, mg, pc):
+    """(compiled sampler, sample-layout param shardings, seconds): prefill + decode of prompts_per_step * G
+    rows with KV caches of the largest prompt bucket + max_new_tokens (and the memory network when on)."""
+    from rlvr_jax.sampling import SamplingConfig, sample_core
+    rules = rules_for("sample", cfg.mesh.sample_fsdp)
+    eos = pc.eos_token_id
+    stop = tuple(eos) if isinstance(eos, (tuple, list)) else ((eos,) if eos is not None else (0,))
+    scfg = SamplingConfig.from_config(cfg, stop_token_ids=stop, pad_id=0)
+    n, Pl = cfg.rollout.prompts_per_step, prompt_len(cfg)
+
+    def sample(pstate, mstate, prompts, mask, key_data):
+        return sample_core(pg, pstate, prompts, mask, jax.random.wrap_key_data(key_data), scfg, mg, mstate,
+                           mesh=mesh, rules=rules)
+    p_sh = state_shardings(state.policy, mesh, rules)
+    m_sh = state_shardings(state.memory, mesh, rules) if state.memory is not None else None
+    prompts = jax.ShapeDtypeStruct((n, Pl), jnp.int32)
+    mask = jax.ShapeDtypeStruct((n, Pl), jnp.bool_)
+    pr_sh = _batch_shardings({"p": prompts}, mesh, rules)["p"]
+    rep = NamedSharding(mesh, P())
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    t0 = time.time()
+    fn = jax.jit(sample, in_shardings=(p_sh, m_sh, pr_sh, pr_sh, rep))
+    args = (_with(state.policy, p_sh), None if m_sh is None else _with(state.memory, m_sh),
+            jax.ShapeDtypeStruct(prompts.shape, prompts.dtype, sharding=pr_sh),
+            jax.ShapeDtypeStruct(mask.shape, mask.dtype, sharding=pr_sh), jax.ShapeDtypeStruct((2,), key.dtype,
+                                                                                            sharding=rep))
+    compiled = fn.lower(*args).compile()
+    return compiled, (p_sh, m_sh), time.time() - t0
+
+
+@dataclasses.dataclass
+class Target:
+    """Where to compile: devices, the topology name and its chip spec (None: local devices)."""
+
+    devices: list
+    name: str
+    chip: object | None
+
+
+def target_for(topology: str | None) -> Target:
+    if not topology:
+        devs = jax.devices()
+        return Target(devs, f"local:{len(devs)}x{devs[0].platform}", chip_of_device(devs[0]))
+    devs, topo, chip = topology_devices(topology)
+    return Target(list(devs), topo, chip)
+
+
+def plan(cfg, target: Target, *, sampler: bool = True) -> dict:
+    """Compiles the train step (and sampler) of `cfg` for `target` and returns the per-chip report dict."""
+    pc = policy_model_config(cfg)
+    mc = memory_model_config(cfg, pc)
+    mesh = make_mesh_for(cfg, target.devices)
+    state, pg, mg, ptx, mtx = abstract_train(cfg, pc, mc)
+    compiled, st_sh, t_train = compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx)
+    train_mem = _memory(compiled)
+    xla_train_flops = _cost(compiled)
+    del compiled
+    params_b = chip_bytes(state.policy, st_sh.policy)
+    mem_b = chip_bytes(state.memory, st_sh.memory) if state.memory is not None else 0
+    ref_b = chip_bytes(state.ref, st_sh.ref) if state.ref is not None else 0
+    opt_b = chip_bytes(state.policy_opt, st_sh.policy_opt) + (
+        chip_bytes(state.memory_opt, st_sh.memory_opt) if state.memory_opt is not None else 0)
+    state_b = chip_bytes(state, st_sh)
+
+    rules = rules_for("sample", cfg.mesh.sample_fsdp)
+    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size
+    S = prompt_len(cfg) + cfg.rollout.max_new_tokens
+    kv_b = kv_cache_bytes(pc, rows, S, mesh, rules) + (kv_cache_bytes(mc, rows, S, mesh, rules) if mc else 0)
+    report = {
+        "config": {"model": cfg.model.preset or cfg.model.source, "variant": cfg.algo.variant or cfg.algo.estimator,
+                   "memory_net": bool(cfg.memory.enabled), "group_size": cfg.rollout.group_size,
+                   "prompts_per_step": cfg.rollout.prompts_per_step, "prompt_len": prompt_len(cfg),
+                   "max_new_tokens": cfg.rollout.max_new_tokens, "micro_batches": cfg.algo.micro_batches,
+                   "mini_batches": cfg.algo.mini_batches, "remat": bool(cfg.model.remat),
+                   "param_dtype": cfg.model.param_dtype, "dtype": cfg.model.dtype,
+                   "policy_params": pc.num_params(), "memory_params": mc.num_params() if mc else 0},
+        "target": {"topology": target.name, "slice": slice_name(target.name), "chips": len(target.devices),
+                   "chip": target.chip.name if target.chip else target.devices[0].platform,
+                   "hbm_bytes": target.chip.hbm_bytes if target.chip else None,
+                   "mesh": dict(mesh.shape)},
+        "bytes_per_chip": {"params": params_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
+                           "train_temp": train_mem.get("temp"), "kv_cache": kv_b},
+        "train_step": {"memory": train_mem, "compile_s": round(t_train, 1), "xla_flops_per_chip": xla_train_flops},
+    }
+    peak_train = train_mem.get("peak", state_b)
+    peak_sample = None
+    sample_param_b = chip_bytes(state.policy, state_shardings(state.policy, mesh, rules)) + (
+        chip_bytes(state.memory, state_shardings(state.memory, mesh, rules)) if state.memory is not None else 0)
+    if sampler:
+        compiled, _, t_sample = compile_sampler(cfg, mesh, state, pg, mg, pc)
+        smem = _memory(compiled)
+        del compiled
+        copy = sample_param_b if _layouts_differ(mesh, rules) else 0
+        # sampling runs while the train state stays resident; the sample-layout params are a second copy
+        # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
+        peak_sample = state_b + copy + smem.get("temp", 0) + smem.get("output", 0)
+        report["sampler"] = {"memory": smem, "compile_s": round(t_sample, 1), "sample_params_copy": copy}
+        report["bytes_per_chip"]["sample_temp"] = smem.get("temp")
+    flops = step_flops(cfg, pc, mc)
+    report["flops_per_step"] = flops
+    peak = max(peak_train, peak_sample or 0)
+    report["peak_bytes_per_chip"] = {"train": peak_train, "sample": peak_sample, "max": peak}
+    if target.chip is not None:
+        chips = len(target.devices)
+        dec_bytes = cfg.rollout.max_new_tokens * (sample_param_b + kv_b)
+        report["time"] = {
+            "train_s_at_peak": flops["train"] / (chips * target.chip.peak_bf16_flops),
+            "sample_s_at_peak": flops["sample"] / (chips * target.chip.peak_bf16_flops),
+            "step_s_at_peak": flops["total"] / (chips * target.chip.peak_bf16_flops),
+            "decode_s_at_hbm_bw": dec_bytes / target.chip.hbm_bw_bytes_s,
+        }
+        report["fits"] = bool(peak <= target.chip.hbm_bytes)
+        report["hbm_use"] = peak / target.chip.hbm_bytes
+    else:
+        report["fits"] = None
+    report["suggestions"] = suggestions(report) if report["fits"] is False else []
+    return report
+
+
+def _layouts_differ(mesh, sample_rules) -> bool:
+    return sample_rules is not TRAIN_RULES and mesh.shape["fsdp"] > 1 and sample_rules.get("embed") != "fsdp"
+
+
+def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bool = True,
+        echo=print) -> dict | list[dict]:
+    """`rlvr-compile`: plans `cfg` for the local devices or each comma-separated TPU topology; prints a
+    table per target (and a summary with the smallest slice that fits) and writes JSON to `out`."""
+    names = [t for t in (topology or "").split(",") if t.strip()] or [None]
+    reports = []
+    for name in names:
+        try:
+            target = target_for(name)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        rep = plan(cfg, target, sampler=sampler)
+        echo(format_report(rep))
+        reports.append(rep)
+    if len(reports) > 1:
+        echo(format_sweep(reports))
+    if out:
+        with open(out, "w") as f:
+            json.dump(reports if len(reports) > 1 else reports[0], f, indent=1)
+        echo(f"wrote {out}")
+    return reports if len(reports) > 1 else reports[0]

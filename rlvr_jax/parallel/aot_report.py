@@ -1,0 +1,94 @@
+"""Console tables and advice for `rlvr-compile` reports (dicts made by `aot.plan`)."""
+from __future__ import annotations
+
+GiB = 2**30
+
+
+def gib(x) -> str:
+    return "n/a" if x is None else f"{x / GiB:.2f} GiB"
+
+
+def suggestions(rep: dict) -> list[str]:
+    """What to change when a config does not fit: more fsdp, remat, smaller micro-batches, shorter caches."""
+    b, cfg, tgt = rep["bytes_per_chip"], rep["config"], rep["target"]
+    hbm = tgt["hbm_bytes"] or 0
+    peak = rep["peak_bytes_per_chip"]
+    out = []
+    mesh = tgt["mesh"]
+    chips = tgt["chips"]
+    if mesh.get("fsdp", 1) < chips and (b["params"] + b["optimizer"]) > 0.25 * hbm:
+        out.append(f"shard parameters and optimiser states over more chips: --config.mesh.fsdp=-1 "
+                   f"--config.mesh.data=1 (now fsdp={mesh.get('fsdp', 1)}; params+optimiser "
+                   f"{gib(b['params'] + b['optimizer'])}/chip)")
+    if peak["train"] and peak["train"] > hbm:
+        if not cfg["remat"]:
+            out.append("rematerialise layers in the backward pass: --config.model.remat=True")
+        if (b.get("train_temp") or 0) > 0.3 * hbm:
+            out.append(f"smaller micro-batches: --config.algo.micro_batches={2 * cfg['micro_batches']} "
+                       f"(activations {gib(b.get('train_temp'))}/chip), or more mini-batches "
+                       f"(--config.algo.mini_batches={2 * cfg['mini_batches']})")
+    if peak.get("sample") and peak["sample"] > hbm:
+        out.append(f"the KV cache takes {gib(b['kv_cache'])}/chip for {cfg['prompts_per_step']}x{cfg['group_size']} "
+                   f"rows of {cfg['prompt_len']}+{cfg['max_new_tokens']} tokens: a shorter "
+                   f"--config.rollout.max_new_tokens, a smaller largest prompt bucket, or fewer prompts per step")
+        if rep.get("sampler", {}).get("sample_params_copy"):
+            out.append("keep parameters fsdp-sharded while sampling: --config.mesh.sample_fsdp=True")
+    out.append("or a larger slice")
+    return out
+
+
+def format_report(rep: dict) -> str:
+    """A readable per-chip table of one report."""
+    c, t, b, p = rep["config"], rep["target"], rep["bytes_per_chip"], rep["peak_bytes_per_chip"]
+    mesh = " x ".join(f"{k}={v}" for k, v in t["mesh"].items())
+    lines = [f"== {c['model']} ({c['policy_params'] / 1e9:.2f} B params"
+             + (f", memory net {c['memory_params'] / 1e9:.2f} B" if c["memory_params"] else "")
+             + f") {c['variant']}: {c['prompts_per_step']} prompts x G={c['group_size']}, "
+             f"prompt {c['prompt_len']} + response {c['max_new_tokens']} tokens, micro_batches={c['micro_batches']}, "
+             f"remat={c['remat']}, params {c['param_dtype']}",
+             f"   on {t['slice']} ({t['topology']}, {t['chips']} x {t['chip']}, "
+             f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
+    rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"]),
+            ("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
+            ("sampler temp (incl. KV caches)", b.get("sample_temp")),
+            ("peak: update phase", p["train"]), ("peak: sampling phase (train state resident)", p["sample"])]
+    for label, v in rows:
+        lines.append(f"   {label:<46}{gib(v):>14}")
+    if rep.get("hbm_use") is not None:
+        verdict = "FITS" if rep["fits"] else "DOES NOT FIT"
+        lines.append(f"   {'peak / HBM':<46}{rep['hbm_use'] * 100:>13.0f}%  {verdict}")
+    f = rep["flops_per_step"]
+    lines.append(f"   {'FLOPs per RL step (sample + train)':<46}{f['total']:>14.3e}")
+    if rep["train_step"].get("xla_flops_per_chip"):
+        lines.append(f"   {'XLA cost_analysis FLOPs, one update, per chip':<46}"
+                     f"{rep['train_step']['xla_flops_per_chip']:>14.3e}")
+    if "time" in rep:
+        tm = rep["time"]
+        lines.append(f"   {'step time at peak bf16 FLOP/s':<46}{tm['step_s_at_peak']:>12.1f} s")
+        lines.append(f"   {'decode time at HBM bandwidth (lower bound)':<46}{tm['decode_s_at_hbm_bw']:>12.1f} s")
+    comp = f"train step {rep['train_step']['compile_s']} s"
+    if "sampler" in rep:
+        comp += f", sampler {rep['sampler']['compile_s']} s"
+    lines.append(f"   compiled in: {comp}")
+    for s in rep.get("suggestions", []):
+        lines.append(f"   -> {s}")
+    return "\n".join(lines)
+
+
+def format_sweep(reports: list[dict]) -> str:
+    """One line per target and the smallest slice that fits."""
+    lines = [f"{'slice':<10}{'chips':>6}{'mesh':>16}{'peak/chip':>14}{'HBM':>10}{'fits':>6}{'step@peak':>11}"]
+    for r in reports:
+        t = r["target"]
+        m = "x".join(str(v) for v in t["mesh"].values())
+        st = r.get("time", {}).get("step_s_at_peak")
+        lines.append(f"{t['slice']:<10}{t['chips']:>6}{m:>16}{gib(r['peak_bytes_per_chip']['max']):>14}"
+                     f"{gib(t['hbm_bytes']):>10}{'yes' if r['fits'] else 'no':>6}"
+                     f"{('%.1f s' % st) if st is not None else 'n/a':>11}")
+    fit = [r for r in reports if r["fits"]]
+    if fit:
+        best = min(fit, key=lambda r: r["target"]["chips"])
+        lines.append(f"smallest slice that fits: {best['target']['slice']}")
+    else:
+        lines.append("no listed slice fits")
+    return "\n".join(lines)
