@@ -28,6 +28,8 @@ def get_config():
     cfg.rollout.max_new_tokens = 4
     cfg.optim.learning_rate = 3e-3
     cfg.algo.variant = "iac"
+    cfg.algo.overlong = "soft"  # length-shaped rewards: an untrained policy still gets non-zero advantages
+    cfg.algo.overlong_buffer = 3
     cfg.eval.num_samples = 4
     cfg.eval.ks = "1,4"
     cfg.mesh.data = -1

@@ -272,6 +272,32 @@ def make_plots(agg, base_eval, ks, out) -> list[str]:
     return paths
 
 
+def _rounded(x, digits: int = 5):
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: _rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v, digits) for v in x]
+    return x
+
+
+def write_json(summary: dict, path: str) -> str:
+    """Strict, compact JSON (one line per top-level key), floats rounded to 5 decimals."""
+    js = _rounded(to_jsonable(summary))
+    with open(path, "w") as f:
+        f.write("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}"
+                                   for k, v in js.items()) + "\n}\n")
+    return path
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (wall time on a shared machine depends on the load)."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
     t_start, load_start = time.time(), os.getloadavg()
@@ -336,13 +362,12 @@ def main(argv=None) -> dict:
                "config": base.to_dict(), "methods": methods, "seeds": seeds, "steps": steps, "eval_every": every,
                "ks": list(ks), "warmup_loss": [losses[0], float(np.mean(losses[-10:]))] if losses else None,
                "base": base_eval, "aggregate": agg, "at_equal_pass1": matched, "runs": results,
-               "wall_s": wall, "method_wall_s": method_wall, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+               "wall_s": wall, "cpu_s": _cpu_seconds(), "method_wall_s": method_wall, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__}}
-    with open(os.path.join(a.out, "summary.json"), "w") as f:
-        json.dump(to_jsonable(summary), f, indent=1)
+    write_json(summary, os.path.join(a.out, "summary.json"))
     tqdm.write("\n" + table)
-    tqdm.write(f"wrote {', '.join(figs)}, table.md and summary.json to {a.out} in {wall:.0f} s "
-               f"(load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f})")
+    tqdm.write(f"wrote {', '.join(figs)}, table.md and summary.json to {a.out} in {wall:.0f} s, "
+               f"{_cpu_seconds():.0f} CPU s (load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f})")
     return summary
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 
 import jax
@@ -37,7 +38,7 @@ _KV = ("batch", "length", "kv_heads", "head_dim")
 
 def policy_model_config(cfg):
     """The policy's ModelConfig from the config alone (presets and HF folders: config.json only)."""
-    from rlvr_jax import models
+    from rlvr_jax import models  # noqa: F401 - imported for the branches below
     m = cfg.model
     if m.source == "preset":
         return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
@@ -254,16 +255,59 @@ def target_for(topology: str | None) -> Target:
     return Target(list(devs), topo, chip)
 
 
-def plan(cfg, target: Target, *, sampler: bool = True) -> dict:
-    """Compiles the train step (and sampler) of `cfg` for `target` and returns the per-chip report dict."""
+def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True) -> dict:
+    """What only the compiler knows, for these model configs: memory analyses, XLA FLOPs, compile times."""
+    state, pg, mg, ptx, mtx = abstract_train(cfg, pc, mc)
+    compiled, _, t_train = compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx)
+    out = {"train": _memory(compiled), "xla_flops": _cost(compiled), "train_s": t_train}
+    del compiled
+    if sampler:
+        compiled, _, t_sample = compile_sampler(cfg, mesh, state, pg, mg, pc)
+        out.update(sample=_memory(compiled), sample_s=t_sample)
+        del compiled
+    return out
+
+
+def _at_depth(pc, mc, layers: int):
+    """Policy (and memory) configs cut to `layers` policy layers, the memory keeping its depth ratio."""
+    mem = None if mc is None else mc.replace(num_layers=max(1, round(layers * mc.num_layers / pc.num_layers)))
+    return pc.replace(num_layers=layers), mem
+
+
+def extrapolate(lo: dict, hi: dict, l_lo: int, l_hi: int, L: int) -> dict:
+    """Affine extrapolation in the layer count of every number of two `compile_numbers` results."""
+    def one(a, b):
+        if isinstance(a, dict):
+            return {k: one(a[k], b[k]) for k in a}
+        if a is None or b is None:
+            return None
+        return a + (b - a) * (L - l_lo) / (l_hi - l_lo)
+    return one(lo, hi)
+
+
+def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] | None = None) -> dict:
+    """Compiles the train step (and sampler) of `cfg` for `target` and returns the per-chip report dict.
+
+    layers=(l1, l2): compile at l1 and l2 policy layers only and extrapolate the compiler's numbers
+    affinely to the real depth (a fallback for slow machines; the report says so). Analytic numbers
+    (parameter, optimiser and KV bytes, FLOPs) are always computed at the real size.
+    """
     pc = policy_model_config(cfg)
     mc = memory_model_config(cfg, pc)
     mesh = make_mesh_for(cfg, target.devices)
-    state, pg, mg, ptx, mtx = abstract_train(cfg, pc, mc)
-    compiled, st_sh, t_train = compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx)
-    train_mem = _memory(compiled)
-    xla_train_flops = _cost(compiled)
-    del compiled
+    if layers is None:
+        nums = compile_numbers(cfg, mesh, pc, mc, sampler=sampler)
+    else:
+        l1, l2 = layers
+        n1 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l1), sampler=sampler)
+        n2 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l2), sampler=sampler)
+        nums = extrapolate(n1, n2, l1, l2, pc.num_layers)
+        nums["train_s"], nums["sample_s"] = n1["train_s"] + n2["train_s"], n1.get("sample_s", 0) + n2.get(
+            "sample_s", 0)
+    from rlvr_jax.train.state import train_state_shardings
+    state = abstract_train(cfg, pc, mc)[0]
+    st_sh = train_state_shardings(state, mesh, TRAIN_RULES)
+    train_mem = nums["train"]
     params_b = chip_bytes(state.policy, st_sh.policy)
     mem_b = chip_bytes(state.memory, st_sh.memory) if state.memory is not None else 0
     ref_b = chip_bytes(state.ref, st_sh.ref) if state.ref is not None else 0
@@ -282,47 +326,60 @@ def plan(cfg, target: Target, *, sampler: bool = True) -> dict:
                    "max_new_tokens": cfg.rollout.max_new_tokens, "micro_batches": cfg.algo.micro_batches,
                    "mini_batches": cfg.algo.mini_batches, "remat": bool(cfg.model.remat),
                    "param_dtype": cfg.model.param_dtype, "dtype": cfg.model.dtype,
-                   "policy_params": pc.num_params(), "memory_params": mc.num_params() if mc else 0},
+                   "policy_params": pc.num_params(), "memory_params": mc.num_params() if mc else 0,
+                   "num_layers": pc.num_layers},
         "target": {"topology": target.name, "slice": slice_name(target.name), "chips": len(target.devices),
                    "chip": target.chip.name if target.chip else target.devices[0].platform,
                    "hbm_bytes": target.chip.hbm_bytes if target.chip else None,
                    "mesh": dict(mesh.shape)},
+        "method": ("compiled at full depth" if layers is None else
+                   f"compiled at {layers[0]} and {layers[1]} layers, compiler numbers extrapolated affinely to "
+                   f"{pc.num_layers} layers"),
         "bytes_per_chip": {"params": params_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
                            "train_temp": train_mem.get("temp"), "kv_cache": kv_b},
-        "train_step": {"memory": train_mem, "compile_s": round(t_train, 1), "xla_flops_per_chip": xla_train_flops},
+        "train_step": {"memory": train_mem, "compile_s": round(nums["train_s"], 1),
+                       "xla_flops_per_chip": nums["xla_flops"]},
     }
     peak_train = train_mem.get("peak", state_b)
     peak_sample = None
     sample_param_b = chip_bytes(state.policy, state_shardings(state.policy, mesh, rules)) + (
         chip_bytes(state.memory, state_shardings(state.memory, mesh, rules)) if state.memory is not None else 0)
     if sampler:
-        compiled, _, t_sample = compile_sampler(cfg, mesh, state, pg, mg, pc)
-        smem = _memory(compiled)
-        del compiled
+        smem = nums["sample"]
         copy = sample_param_b if _layouts_differ(mesh, rules) else 0
         # sampling runs while the train state stays resident; the sample-layout params are a second copy
         # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
         peak_sample = state_b + copy + smem.get("temp", 0) + smem.get("output", 0)
-        report["sampler"] = {"memory": smem, "compile_s": round(t_sample, 1), "sample_params_copy": copy}
+        report["sampler"] = {"memory": smem, "compile_s": round(nums["sample_s"], 1), "sample_params_copy": copy}
         report["bytes_per_chip"]["sample_temp"] = smem.get("temp")
     flops = step_flops(cfg, pc, mc)
     report["flops_per_step"] = flops
     peak = max(peak_train, peak_sample or 0)
     report["peak_bytes_per_chip"] = {"train": peak_train, "sample": peak_sample, "max": peak}
-    if target.chip is not None:
-        chips = len(target.devices)
-        dec_bytes = cfg.rollout.max_new_tokens * (sample_param_b + kv_b)
-        report["time"] = {
-            "train_s_at_peak": flops["train"] / (chips * target.chip.peak_bf16_flops),
-            "sample_s_at_peak": flops["sample"] / (chips * target.chip.peak_bf16_flops),
-            "step_s_at_peak": flops["total"] / (chips * target.chip.peak_bf16_flops),
-            "decode_s_at_hbm_bw": dec_bytes / target.chip.hbm_bw_bytes_s,
-        }
-        report["fits"] = bool(peak <= target.chip.hbm_bytes)
-        report["hbm_use"] = peak / target.chip.hbm_bytes
-    else:
-        report["fits"] = None
-    report["suggestions"] = suggestions(report) if report["fits"] is False else []
+    report["decode_bytes_per_step"] = sample_param_b + kv_b
+    return judge(report, target.chip)
+
+
+def judge(report: dict, chip) -> dict:
+    """Fills in fit against `chip`'s HBM, the step time at its peak FLOP/s and the decode time at its HBM
+    bandwidth, and suggestions when it does not fit (chip None: local CPU/GPU, no verdict)."""
+    report = dict(report)
+    if chip is None:
+        report["fits"], report["suggestions"] = None, []
+        return report
+    chips, flops = report["target"]["chips"], report["flops_per_step"]
+    peak = report["peak_bytes_per_chip"]["max"]
+    report["target"] = dict(report["target"], chip=chip.name, hbm_bytes=chip.hbm_bytes)
+    report["time"] = {
+        "train_s_at_peak": flops["train"] / (chips * chip.peak_bf16_flops),
+        "sample_s_at_peak": flops["sample"] / (chips * chip.peak_bf16_flops),
+        "step_s_at_peak": flops["total"] / (chips * chip.peak_bf16_flops),
+        "decode_s_at_hbm_bw": report["config"]["max_new_tokens"] * report["decode_bytes_per_step"]
+        / chip.hbm_bw_bytes_s,
+    }
+    report["fits"] = bool(peak <= chip.hbm_bytes)
+    report["hbm_use"] = peak / chip.hbm_bytes
+    report["suggestions"] = suggestions(report) if not report["fits"] else []
     return report
 
 
@@ -331,17 +388,21 @@ def _layouts_differ(mesh, sample_rules) -> bool:
 
 
 def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bool = True,
-        echo=print) -> dict | list[dict]:
+        layers: tuple[int, int] | None = None, echo=print) -> dict | list[dict]:
     """`rlvr-compile`: plans `cfg` for the local devices or each comma-separated TPU topology; prints a
     table per target (and a summary with the smallest slice that fits) and writes JSON to `out`."""
     names = [t for t in (topology or "").split(",") if t.strip()] or [None]
+    if layers is None and os.environ.get("RLVR_AOT_LAYERS"):
+        layers = tuple(int_list(os.environ["RLVR_AOT_LAYERS"], "RLVR_AOT_LAYERS (environment)"))
+        if len(layers) != 2 or layers[0] >= layers[1]:
+            raise ConfigError("RLVR_AOT_LAYERS: give two increasing layer counts, e.g. 2,4")
     reports = []
     for name in names:
         try:
             target = target_for(name)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        rep = plan(cfg, target, sampler=sampler)
+        rep = plan(cfg, target, sampler=sampler, layers=layers)
         echo(format_report(rep))
         reports.append(rep)
     if len(reports) > 1:

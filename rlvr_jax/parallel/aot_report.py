@@ -48,6 +48,8 @@ def format_report(rep: dict) -> str:
              f"remat={c['remat']}, params {c['param_dtype']}",
              f"   on {t['slice']} ({t['topology']}, {t['chips']} x {t['chip']}, "
              f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
+    if rep.get("method", "").startswith("compiled at") and "extrapolated" in rep["method"]:
+        lines.append(f"   (!) {rep['method']}")
     rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"]),
             ("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
             ("sampler temp (incl. KV caches)", b.get("sample_temp")),

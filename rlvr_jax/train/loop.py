@@ -56,6 +56,7 @@ def updates_per_run(cfg) -> int:
 
 def run(cfg) -> dict:
     """Runs the configured job; returns a summary dict (also written to <log.dir>/summary.json)."""
+    parallel.maybe_initialize(cfg)  # multi-process launch (TPU pod, JAX_COORDINATOR_ADDRESS): before any JAX call
     print_config(cfg)
     mesh = parallel.make_mesh(cfg.mesh)
     log("preflight: " + parallel.describe(mesh))
@@ -192,9 +193,11 @@ def run_token_task(cfg, built, mesh) -> dict:
     table = _fmt_table(before, after, ks)
     log("\n" + table)
     from rlvr_jax.eval.plots import plot_passk_curves
-    png = plot_passk_curves({"base policy": before, f"after {step} RL steps": after},
-                            os.path.join(log_dir, "passk_before_after.png"),
-                            title=f"{cfg.data.task}: pass@k before / after RL ({cfg.algo.variant or cfg.algo.estimator})")
+    png = os.path.join(log_dir, "passk_before_after.png")
+    if jax.process_index() == 0:  # one writer on multi-host
+        png = plot_passk_curves({"base policy": before, f"after {step} RL steps": after}, png,
+                                title=f"{cfg.data.task}: pass@k before / after RL "
+                                      f"({cfg.algo.variant or cfg.algo.estimator})")
     summary = {"steps": step, "before": before, "after": after, "wall_s": time.time() - t0,
                "nonfinite_updates": int(state.nonfinite), "final_param_fingerprint": param_fingerprint(state.policy)}
     if jax.process_index() == 0:

@@ -24,7 +24,7 @@ import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
 from rlvr_jax.algos.logprobs import token_logprobs_and_entropy
-from rlvr_jax.algos.memory_loss import memory_loss
+from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
 from rlvr_jax.train.state import TrainState, merge
 
@@ -61,11 +61,14 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
         w = den / jnp.maximum(total_den, 1.0)
         return loss * w, jax.tree.map(lambda m: m * w, metrics)
 
-    def mem_loss(params, mb):
+    def mem_loss(params, mb, total_tokens):
+        """Memory CE of one micro-batch, weighted by its share of the selected tokens (exact accumulation)."""
         model = merge(memory_graphdef, params)
         logp, _ = token_logprobs_and_entropy(model, mb["tokens_BxT"], mb["positions_BxT"], mb["kv_mask_BxT"],
                                              mb["targets_BxT"], algo.logprob_chunk)
-        return memory_loss(logp, mb["mask_BxT"], mb["success_B"], cfg.memory.train_on, mb["valid_B"])
+        loss, met = memory_loss(logp, mb["mask_BxT"], mb["success_B"], cfg.memory.train_on, mb["valid_B"])
+        w = met["memory_tokens"] / jnp.maximum(total_tokens, 1.0)
+        return loss * w, met
 
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
@@ -75,6 +78,8 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
         _, total_den = aggregate_parts(jnp.zeros(mask_all.shape, jnp.float32), mask_all, algo.loss_agg,
                                        norm_tokens_of(algo, max_new, mask_all))
         mem_rows = batch["valid_B"]
+        mem_total = jnp.sum(batch["mask_BxT"] & memory_rollouts(batch["success_B"], batch["valid_B"],
+                                                                cfg.memory.train_on)[:, None]).astype(jnp.float32)
         micro = jax.tree.map(lambda x: x.reshape(M, B // M, *x.shape[1:]), batch)
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
@@ -86,9 +91,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
             g_p = jax.tree.map(jnp.add, g_p, gp)
             met_acc = jax.tree.map(jnp.add, met_acc, met)
             if mem_on:
-                (ml, _), gm = mgrad(state.memory, mb)
-                g_m = jax.tree.map(lambda a, b: a + b / M, g_m, gm)
-                mloss_acc = mloss_acc + ml / M
+                (ml, _), gm = mgrad(state.memory, mb, mem_total)
+                g_m = jax.tree.map(jnp.add, g_m, gm)
+                mloss_acc = mloss_acc + ml
             return (g_p, g_m, loss_acc + loss, met_acc, mloss_acc), None
 
         zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
@@ -139,7 +144,6 @@ def batch_from_rollout(rollout, adv_B, success_B, valid_B):
     present = jnp.concatenate([rollout.prompt_mask_BxP.astype(bool), rollout.mask_BxN.astype(bool)], axis=1)
     positions = jnp.maximum(jnp.cumsum(present, axis=1) - 1, 0).astype(jnp.int32)
     P = rollout.prompt_tokens_BxP.shape[1]
-    N = rollout.tokens_BxN.shape[1]
     B = tokens.shape[0]
     pad = jnp.zeros((B, P - 1), jnp.float32)
     return dict(
@@ -154,4 +158,3 @@ def batch_from_rollout(rollout, adv_B, success_B, valid_B):
         success_B=success_B.astype(bool),
         valid_B=valid_B.astype(bool),
     )
-    del N

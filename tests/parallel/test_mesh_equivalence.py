@@ -104,7 +104,9 @@ def _iteration_setup():
     cfg.algo.mini_batches = 2
     cfg.memory.width_ratio, cfg.memory.num_layers = 0.5, 1
     cfg.optim.learning_rate = 1e-2
-    cfg = validate(apply_variant(cfg))
+    cfg = apply_variant(cfg)
+    cfg.algo.overlong, cfg.algo.overlong_buffer = "soft", 3  # length-shaped rewards: non-zero advantages
+    cfg = validate(cfg)
     task = get_task("sum_pair")
     pc = policy_config(cfg, task.tokenizer.vocab_size, task.tokenizer)
     policy = create(pc, seed=0)

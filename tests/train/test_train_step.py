@@ -94,6 +94,9 @@ def test_micro_batching_is_exact(agg):
     np.testing.assert_allclose(float(outs[0][1]["loss"]), float(outs[1][1]["loss"]), rtol=1e-5, atol=1e-7)
     for a, b in zip(_leaves(outs[0][0].policy), _leaves(outs[1][0].policy)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(float(outs[0][1]["memory_loss"]), float(outs[1][1]["memory_loss"]), rtol=1e-5)
+    for a, b in zip(_leaves(outs[0][0].memory), _leaves(outs[1][0].memory)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_nan_skips_update_bit_identically():

@@ -1,0 +1,168 @@
+"""Where the time of one rlvr_jax GRPO iteration goes (the benchmark's shapes): each phase timed on its
+own, interleaved over repetitions, next to its analytic FLOPs and a plain-matmul GFLOP/s reference
+measured in the same process (so a loaded CPU shows up as a low reference, not as a slow phase).
+
+Phases: sample (the `Sampler` call: prefill + 63 decode steps), host (decode text + verify + advantages +
+batch), fwd (logprobs forward on the train batch), grad (value_and_grad of the policy loss), step (the
+full jitted train step: grad + AdamW + skip-on-nonfinite), and the same grad with logits for the response
+positions only (what the train step would cost if it skipped the prompt positions' LM head).
+
+    .venv/bin/python benchmarks/iteration_profile.py [--reps 3] [--shape smollm2-135m]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import iteration_common as C  # noqa: E402
+from iteration_worker_ours import bench_config, encode  # noqa: E402
+from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
+from rlvr_jax.algos.logprobs import chunked_logprobs_and_entropy, token_logprobs_and_entropy  # noqa: E402
+from rlvr_jax.models import from_pretrained  # noqa: E402
+from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
+from rlvr_jax.train.state import init_state, make_optimizers, merge  # noqa: E402
+from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
+
+
+def forward_flops(mc, tokens: int, ctx: int, lm_tokens: int) -> float:
+    """2 x (matmul params) per token + attention scores/values over `ctx` keys + the LM head on lm_tokens."""
+    d, f, L, hd = mc.hidden_size, mc.intermediate_size, mc.num_layers, mc.head_dim_
+    qkvo = d * hd * (2 * mc.num_heads + 2 * mc.num_kv_heads)
+    body = L * (qkvo + 3 * d * f)
+    attn = L * 2 * mc.num_heads * hd * ctx
+    return 2.0 * tokens * (body + attn) + 2.0 * lm_tokens * d * mc.vocab_size
+
+
+def timed(fn, *a):
+    t = time.perf_counter()
+    out = fn(*a)
+    jax.block_until_ready(out)
+    return time.perf_counter() - t, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="smollm2-135m")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--venvs", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venvs"))
+    args = ap.parse_args()
+    folder = os.path.join(args.venvs, f"iteration-weights-{args.shape}")
+    cfg = bench_config()
+    tok = load_tokenizer(folder)
+    policy = from_pretrained(folder, dtype="float32")
+    mc = policy.cfg
+    ptx, mtx = make_optimizers(cfg, 1000)
+    state, pg, mg = init_state(policy, None, ptx, mtx, seed=0, keep_reference=False)
+    scfg = SamplingConfig.from_config(cfg, stop_token_ids=(), pad_id=tok.pad_token_id)
+    sampler = Sampler()
+    G, n, N = C.G, C.PROMPTS_PER_STEP, C.NEW_TOKENS
+    rows = C.step_rows(0)
+    prompts, mask = encode(tok, [r["prompt"] for r in rows])
+    step_fn = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx))  # not donated: the same state is reused
+    algo = cfg.algo
+
+    def sample(params, key):
+        return sampler(merge(pg, params), prompts, mask, key, scfg)
+
+    def host(rollout):
+        toks = np.asarray(rollout.tokens_BxN)
+        m = np.asarray(rollout.mask_BxN).astype(bool)
+        texts = [tok.decode(x[k].tolist(), skip_special_tokens=True) for x, k in zip(toks, m)]
+        r = jnp.asarray([C.reward(s, rr["answer"]) for s, rr in zip(texts, [q for q in rows for _ in range(G)])])
+        valid = jnp.ones_like(r, bool)
+        adv, _ = compute_advantages(r.reshape(n, G), valid.reshape(n, G), algo)
+        adv = adv + 0.1  # non-zero advantages, so the gradient is not trivially zero
+        return batch_from_rollout(rollout, adv.reshape(-1), r > 0.5, valid)
+
+    @jax.jit
+    def fwd(params, b):
+        return token_logprobs_and_entropy(merge(pg, params), b["tokens_BxT"], b["positions_BxT"], b["kv_mask_BxT"],
+                                          b["targets_BxT"], algo.logprob_chunk)[0]
+
+    def pg_loss(logp, b):
+        ratio = jnp.exp(logp - b["logp_old_BxT"])
+        m = b["mask_BxT"]
+        return -jnp.sum(ratio * b["adv_B"][:, None] * m) / jnp.sum(m)
+
+    @jax.jit
+    def grad_full(params, b):
+        def loss(p):
+            return pg_loss(token_logprobs_and_entropy(merge(pg, p), b["tokens_BxT"], b["positions_BxT"],
+                                                      b["kv_mask_BxT"], b["targets_BxT"], algo.logprob_chunk)[0], b)
+        return jax.value_and_grad(loss)(params)
+
+    @jax.jit
+    def grad_response_only(params, b):
+        """As grad_full, but the LM head (and softmax) only on the N response positions."""
+        def loss(p):
+            model = merge(pg, p)
+            h, _ = model(b["tokens_BxT"], b["positions_BxT"], kv_mask_BxS=b["kv_mask_BxT"], return_hidden=True)
+            lp, _ = chunked_logprobs_and_entropy(model.project, h[:, -N:], b["targets_BxT"][:, -N:],
+                                                 algo.logprob_chunk)
+            return pg_loss(lp, {k: (v[:, -N:] if v.ndim == 2 and k != "adv_B" else v) for k, v in b.items()})
+        return jax.value_and_grad(loss)(params)
+
+    D = 2048
+    x = jnp.ones((D, D), jnp.float32)
+    mm = jax.jit(lambda a: a @ a @ a @ a)
+    B = n * G
+    P = prompts.shape[1]
+    P_bucket = 32
+    T = P_bucket + N - 1
+    flops = {
+        "matmul_ref": 3 * 2.0 * D ** 3,
+        "sample": forward_flops(mc, n * P_bucket, P_bucket, n) + sum(
+            forward_flops(mc, B, P_bucket + t, B) for t in range(N - 1)),
+        "fwd": forward_flops(mc, B * T, T / 2, B * T),
+        "grad": 3 * forward_flops(mc, B * T, T / 2, B * T) + forward_flops(mc, 0, 0, B * T),  # + LM-head remat
+        "step": 3 * forward_flops(mc, B * T, T / 2, B * T) + forward_flops(mc, 0, 0, B * T),
+        "grad_response_only": 3 * forward_flops(mc, B * T, T / 2, 0) + 4 * forward_flops(mc, 0, 0, B * N),
+        "host": 0.0,
+    }
+    times = {k: [] for k in flops}
+    first = {}
+    params = state.policy
+    for rep in range(args.reps + 1):
+        key = jax.random.key(rep)
+        dt, _ = timed(mm, x)
+        times["matmul_ref"].append(dt)
+        dt, rollout = timed(sample, params, key)
+        times["sample"].append(dt)
+        dt, batch = timed(host, rollout)
+        times["host"].append(dt)
+        for name, fn in (("fwd", fwd), ("grad", grad_full), ("grad_response_only", grad_response_only),
+                         ("step", step_fn)):
+            dt, _ = timed(fn, state if name == "step" else params, batch)
+            times[name].append(dt)
+        if rep == 0:
+            first = {k: v.pop() for k, v in times.items()}
+        print(f"rep {rep}: " + ", ".join(f"{k} {v[-1] if v else first[k]:.2f}s" for k, v in times.items()),
+              flush=True)
+    ref = flops["matmul_ref"] / statistics.median(times["matmul_ref"]) / 1e9
+    out = {"prompt_tokens": int(P), "prompt_bucket": P_bucket, "train_T": T, "matmul_ref_gflops": ref,
+           "loadavg": open("/proc/loadavg").read().split()[:3], "phases": {}}
+    print(f"\nplain {D}x{D} matmul: {ref:.1f} GFLOP/s; load average {' '.join(out['loadavg'])}")
+    print(f"{'phase':>20} {'median s':>9} {'first s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'% of matmul':>11}")
+    for k, v in times.items():
+        med = statistics.median(v)
+        g = flops[k] / 1e9
+        rate = g / med if med else 0.0
+        out["phases"][k] = {"median_s": med, "first_s": first[k], "gflop": g, "gflops": rate}
+        print(f"{k:>20} {med:9.2f} {first[k]:8.1f} {g:8.1f} {rate:8.1f} {100 * rate / ref:10.0f}%")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""`rlvr-compile`: a small config compiled ahead of time for an abstract TPU slice (libtpu, no TPU).
+
+The report's analytic numbers are checked against closed forms and against what the compiler says, a
+config that does not fit says so with suggestions, and the layer-extrapolation fallback reproduces a
+real compile.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rlvr_jax.parallel import topologies
+
+pytestmark = pytest.mark.skipif(topologies.find_libtpu() is None,
+                                reason="libtpu is not installed (pip install 'libtpu==0.0.42.*'): "
+                                       "no TPU compiler to compile for an abstract topology")
+
+CONFIG = '''
+from rlvr_jax.config import base_config
+def get_config():
+    cfg = base_config()
+    cfg.data.source, cfg.model.source = "embedded", "embedded"
+    cfg.model.hidden_size, cfg.model.intermediate_size, cfg.model.num_layers = 128, 256, 2
+    cfg.model.num_heads, cfg.model.num_kv_heads = 4, 4
+    cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens = 2, 4, 8
+    cfg.rollout.prompt_buckets = "8"
+    cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = 1, -1, 1
+    return cfg
+'''
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from rlvr_jax import cli
+    d = tmp_path_factory.mktemp("aot")
+    (d / "small.py").write_text(CONFIG)
+    out = d / "plan.json"
+    cli.compile_main(["rlvr-compile", f"--config={d / 'small.py'}", "--topology=v5e:2x2", f"--out={out}"])
+    return json.loads(out.read_text())
+
+
+def _small_cfg():
+    from rlvr_jax.config import validate
+    ns = {}
+    exec(CONFIG, ns)  # noqa: S102 - our own config text
+    return validate(ns["get_config"]())
+
+
+def test_topology_names():
+    assert topologies.resolve_topology("v5p-32") == ("v5p:2x2x4", topologies.CHIPS["v5p"])
+    assert topologies.resolve_topology("v5e:4x4")[0] == "v5e:4x4" and topologies.num_chips("v5e:4x4") == 16
+    assert topologies.slice_name("v6e:2x4") == "v6e-8"
+    with pytest.raises(ValueError, match="--topology"):
+        topologies.resolve_topology("v9x-8")
+
+
+def test_small_config_compiles_for_v5e_slice(report):
+    t = report["target"]
+    assert t["topology"] == "v5e:2x2" and t["chips"] == 4 and t["chip"] == "v5e"
+    assert t["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
+    assert t["hbm_bytes"] == 16 * 2**30 and report["fits"] is True and report["suggestions"] == []
+    b = report["bytes_per_chip"]
+    # closed forms: f32 params; 'embed' (128) split 4 ways over fsdp; norms and the vocab axis replicated
+    from rlvr_jax.parallel.aot import policy_model_config
+    pc = policy_model_config(_small_cfg())
+    d, f, V, L = 128, 256, pc.vocab_size, 2
+    sharded = V * d + L * (4 * d * d + 3 * d * f)  # embedding, q/k/v/o, gate/up/down: all have 'embed'
+    replicated = L * 2 * d + d  # layer norms and the final norm (llama family: no q/k norms)
+    assert pc.num_params() == sharded + replicated
+    assert b["params"] == 4 * (sharded // 4 + replicated)
+    assert 0 < b["optimizer"] - 2 * b["params"] <= 16  # Adam mu and nu like the params, plus int32 counts
+    rows, S = 4 * 2, 8 + 8
+    assert b["kv_cache"] == 2 * L * (rows // 4) * S * 4 * 32 * 4  # rows split over fsdp, f32
+    tm = report["train_step"]["memory"]
+    assert tm["argument"] >= b["train_state"] and tm["temp"] > 0
+    assert report["peak_bytes_per_chip"]["max"] >= b["train_state"]
+    assert report["sampler"]["memory"]["temp"] >= b["kv_cache"]  # the sampler allocates its caches
+
+
+def test_flops_match_closed_form_and_compiler(report):
+    from rlvr_jax.parallel.aot import forward_flops, policy_model_config
+    pc = policy_model_config(_small_cfg())
+    T = 8 + 8 - 1
+    train = 3 * forward_flops(pc, 8 * T, T)
+    assert report["flops_per_step"]["train"] == pytest.approx(train)
+    # XLA's count of the same update (all chips) agrees with the analytic one within 25%
+    xla = report["train_step"]["xla_flops_per_chip"] * report["target"]["chips"]
+    assert 0.75 < xla / train < 1.25, (xla, train)
+    assert report["time"]["step_s_at_peak"] == pytest.approx(report["flops_per_step"]["total"] / (4 * 197e12))
+
+
+def test_a_config_that_does_not_fit_says_so(report):
+    from rlvr_jax.parallel.aot import judge
+    from rlvr_jax.parallel.aot_report import format_report
+    tiny_chip = topologies.Chip("tiny", 64 * 1024, 1e12, 1e11, 1)
+    rep = judge(report, tiny_chip)
+    assert rep["fits"] is False and rep["hbm_use"] > 1
+    text = " ".join(rep["suggestions"])
+    assert "model.remat=True" in text and "micro_batches" in text and "larger slice" in text
+    assert "DOES NOT FIT" in format_report(rep)
+
+
+def test_layer_extrapolation_reproduces_a_full_compile():
+    from rlvr_jax.parallel import aot
+    cfg = _small_cfg()
+    target = aot.target_for("v5e:2x2")
+    mesh = aot.make_mesh_for(cfg, target.devices)
+    pc = aot.policy_model_config(cfg).replace(num_layers=3)
+    nums = {n: aot.compile_numbers(cfg, mesh, pc.replace(num_layers=n), None, sampler=False) for n in (1, 2, 3)}
+    est = aot.extrapolate(nums[1], nums[2], 1, 2, 3)
+    for k in ("argument", "output", "peak"):
+        assert est["train"][k] == pytest.approx(nums[3]["train"][k], rel=0.02), k
+    assert est["train"]["temp"] == pytest.approx(nums[3]["train"]["temp"], rel=0.15)
+    assert est["xla_flops"] == pytest.approx(nums[3]["xla_flops"], rel=0.02)
+    assert not math.isnan(float(np.float64(est["train"]["peak"])))
+    assert os.environ.get("JAX_PLATFORMS", "cpu") == "cpu"  # compiling for TPU never needed a TPU backend
