@@ -109,21 +109,24 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q, positions_BxT, inv_freq)
         k = apply_rope(k, positions_BxT, inv_freq)
+        # cache layout [B, K, S, D]: a decode step writes one slot in place and attention reads
+        # the cache as stored (no per-step transpose/copy of the whole cache)
+        k = k.transpose(0, 2, 1, 3)
+        v = v.transpose(0, 2, 1, 3)
         if cache is not None:
             k_cache, v_cache = cache
-            k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, axis=1)
+            k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, axis=2)
+            v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, axis=2)
             new_cache = (k, v)
         else:
             new_cache = None
-        S = k.shape[1]
-        qg = q.reshape(B, T, K, H // K, hd)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k.astype(q.dtype),
+        qg = q.reshape(B, T, K, H // K, hd).transpose(0, 2, 3, 1, 4)  # B,K,G,T,D
+        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k.astype(q.dtype),
                             preferred_element_type=jnp.float32) / math.sqrt(hd)
         scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(q.dtype)).reshape(B, T, H * hd)
-        del S
+        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v.astype(q.dtype))
+        out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * hd)
         return self.o_proj(out), new_cache
 
 

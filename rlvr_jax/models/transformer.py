@@ -15,7 +15,14 @@ from flax import nnx
 from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.models.layers import Block, RMSNorm, rope_inv_freq
 
-KVCache = list  # per layer: (k_BxSxKxD, v_BxSxKxD)
+KVCache = list  # per layer: (k_BxKxSxD, v_BxKxSxD)
+CACHE_AXES = ("batch", "kv_heads", "length", "head_dim")  # logical axes of one cache array
+CACHE_LEN_AXIS = 2
+
+
+def cache_length(cache: KVCache) -> int:
+    """Number of slots S of a KV cache."""
+    return cache[0][0].shape[CACHE_LEN_AXIS]
 
 
 class Transformer(nnx.Module):
@@ -60,7 +67,7 @@ class Transformer(nnx.Module):
             if kv_mask_BxS is None:
                 kv_mask_BxS = jnp.ones((B, T), bool)
         else:
-            S = cache[0][0].shape[1]
+            S = cache_length(cache)
             if kv_mask_BxS is None:
                 raise ValueError("kv_mask_BxS is required with a cache (which slots hold real tokens)")
             q_slot = cache_index + jnp.arange(T)
@@ -85,9 +92,9 @@ class Transformer(nnx.Module):
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None) -> KVCache:
-    """Zero KV cache: per layer a (k, v) pair of [batch, length, kv_heads, head_dim]."""
+    """Zero KV cache: per layer a (k, v) pair of [batch, kv_heads, length, head_dim]."""
     dtype = dtype or cfg.jnp_dtype
-    shape = (batch, length, cfg.num_kv_heads, cfg.head_dim_)
+    shape = (batch, cfg.num_kv_heads, length, cfg.head_dim_)
     return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers)]
 
 

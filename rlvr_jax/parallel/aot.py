@@ -285,17 +285,21 @@ def extrapolate(lo: dict, hi: dict, l_lo: int, l_hi: int, L: int) -> dict:
     return one(lo, hi)
 
 
-def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] | None = None) -> dict:
+def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] | None = None,
+         analytic: bool = False) -> dict:
     """Compiles the train step (and sampler) of `cfg` for `target` and returns the per-chip report dict.
 
     layers=(l1, l2): compile at l1 and l2 policy layers only and extrapolate the compiler's numbers
     affinely to the real depth (a fallback for slow machines; the report says so). Analytic numbers
     (parameter, optimiser and KV bytes, FLOPs) are always computed at the real size.
+    analytic=True: no compile at all; activations from the closed forms of `aot_estimate` (labelled).
     """
     pc = policy_model_config(cfg)
     mc = memory_model_config(cfg, pc)
     mesh = make_mesh_for(cfg, target.devices)
-    if layers is None:
+    if analytic:
+        nums = {"train": {}, "xla_flops": None, "train_s": 0.0, "sample": {}, "sample_s": 0.0}
+    elif layers is None:
         nums = compile_numbers(cfg, mesh, pc, mc, sampler=sampler)
     else:
         l1, l2 = layers
@@ -332,7 +336,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
                    "chip": target.chip.name if target.chip else target.devices[0].platform,
                    "hbm_bytes": target.chip.hbm_bytes if target.chip else None,
                    "mesh": dict(mesh.shape)},
-        "method": ("compiled at full depth" if layers is None else
+        "method": ("analytic estimate, nothing compiled" if analytic else
+                   "compiled at full depth" if layers is None else
                    f"compiled at {layers[0]} and {layers[1]} layers, compiler numbers extrapolated affinely to "
                    f"{pc.num_layers} layers"),
         "bytes_per_chip": {"params": params_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
@@ -344,18 +349,28 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     peak_sample = None
     sample_param_b = chip_bytes(state.policy, state_shardings(state.policy, mesh, rules)) + (
         chip_bytes(state.memory, state_shardings(state.memory, mesh, rules)) if state.memory is not None else 0)
-    if sampler:
+    if sampler and not analytic:
         smem = nums["sample"]
         copy = sample_param_b if _layouts_differ(mesh, rules) else 0
         # sampling runs while the train state stays resident; the sample-layout params are a second copy
         # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
-        peak_sample = state_b + copy + smem.get("temp", 0) + smem.get("output", 0)
+        # (small buffers may sit in on-chip VMEM and escape the temp count: never count less than the KV caches)
+        peak_sample = state_b + copy + max(smem.get("temp", 0), kv_b) + smem.get("output", 0)
         report["sampler"] = {"memory": smem, "compile_s": round(nums["sample_s"], 1), "sample_params_copy": copy}
         report["bytes_per_chip"]["sample_temp"] = smem.get("temp")
     flops = step_flops(cfg, pc, mc)
     report["flops_per_step"] = flops
     peak = max(peak_train, peak_sample or 0)
     report["peak_bytes_per_chip"] = {"train": peak_train, "sample": peak_sample, "max": peak}
+    if analytic:
+        from rlvr_jax.parallel.aot_estimate import estimate
+        copy = sample_param_b if _layouts_differ(mesh, rules) else 0
+        est = estimate(cfg, pc, mc, state_b, params_b + mem_b, kv_b, copy, dict(mesh.shape))
+        report["bytes_per_chip"].update(train_temp=est["train_activations"] + est["grads"],
+                                        sample_temp=est["sample_activations"] + kv_b)
+        report["peak_bytes_per_chip"] = {"train": est["train"], "sample": est["sample"],
+                                         "max": max(est["train"], est["sample"])}
+        report["sampler"] = {"sample_params_copy": copy, "compile_s": 0.0}
     report["decode_bytes_per_step"] = sample_param_b + kv_b
     return judge(report, target.chip)
 
@@ -388,10 +403,12 @@ def _layouts_differ(mesh, sample_rules) -> bool:
 
 
 def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bool = True,
-        layers: tuple[int, int] | None = None, echo=print) -> dict | list[dict]:
+        layers: tuple[int, int] | None = None, analytic: bool | None = None, echo=print) -> dict | list[dict]:
     """`rlvr-compile`: plans `cfg` for the local devices or each comma-separated TPU topology; prints a
     table per target (and a summary with the smallest slice that fits) and writes JSON to `out`."""
     names = [t for t in (topology or "").split(",") if t.strip()] or [None]
+    if analytic is None:
+        analytic = os.environ.get("RLVR_AOT_MODE", "") == "analytic"
     if layers is None and os.environ.get("RLVR_AOT_LAYERS"):
         layers = tuple(int_list(os.environ["RLVR_AOT_LAYERS"], "RLVR_AOT_LAYERS (environment)"))
         if len(layers) != 2 or layers[0] >= layers[1]:
@@ -402,7 +419,7 @@ def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bo
             target = target_for(name)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        rep = plan(cfg, target, sampler=sampler, layers=layers)
+        rep = plan(cfg, target, sampler=sampler, layers=layers, analytic=analytic)
         echo(format_report(rep))
         reports.append(rep)
     if len(reports) > 1:

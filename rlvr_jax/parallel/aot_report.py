@@ -48,7 +48,7 @@ def format_report(rep: dict) -> str:
              f"remat={c['remat']}, params {c['param_dtype']}",
              f"   on {t['slice']} ({t['topology']}, {t['chips']} x {t['chip']}, "
              f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
-    if rep.get("method", "").startswith("compiled at") and "extrapolated" in rep["method"]:
+    if "extrapolated" in rep.get("method", "") or "analytic" in rep.get("method", ""):
         lines.append(f"   (!) {rep['method']}")
     rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"]),
             ("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
@@ -69,9 +69,10 @@ def format_report(rep: dict) -> str:
         lines.append(f"   {'step time at peak bf16 FLOP/s':<46}{tm['step_s_at_peak']:>12.1f} s")
         lines.append(f"   {'decode time at HBM bandwidth (lower bound)':<46}{tm['decode_s_at_hbm_bw']:>12.1f} s")
     comp = f"train step {rep['train_step']['compile_s']} s"
-    if "sampler" in rep:
+    if rep.get("sampler", {}).get("compile_s"):
         comp += f", sampler {rep['sampler']['compile_s']} s"
-    lines.append(f"   compiled in: {comp}")
+    if "analytic" not in rep.get("method", ""):
+        lines.append(f"   compiled in: {comp}")
     for s in rep.get("suggestions", []):
         lines.append(f"   -> {s}")
     return "\n".join(lines)

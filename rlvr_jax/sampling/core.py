@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from rlvr_jax.models.transformer import init_cache
+from rlvr_jax.models.transformer import CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache  # noqa: F401
 from rlvr_jax.sampling.config import SamplingConfig
 from rlvr_jax.sampling.loop import decode, record
 from rlvr_jax.sampling.prefill import prefill
@@ -59,7 +59,7 @@ def sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingCo
     z_p = rep(z_p)
     z_m = None if z_m is None else rep(z_m)
     rows, N = B * G, cfg.max_new_tokens
-    S = cache[0][0].shape[1]
+    S = cache_length(cache)
     kv_mask_BxS = constrain(jnp.concatenate([mask_rep, jnp.ones((rows, S - P), bool)], axis=1), ("batch",))
     state = DecodeState(
         step=jnp.zeros((), jnp.int32),
@@ -101,4 +101,4 @@ def sample_core(policy_graphdef, policy_state, prompts_BxP, prompt_mask_BxP, key
     return rollout
 
 
-_KV = ("batch", "length", "kv_heads", "head_dim")
+_KV = CACHE_AXES

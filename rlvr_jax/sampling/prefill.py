@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlvr_jax.models.transformer import init_cache
+from rlvr_jax.models.transformer import CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache  # noqa: F401
 
 
 def prompt_positions(prompt_mask_BxP):
@@ -33,10 +33,10 @@ def prefill(model, prompts_BxP, prompt_mask_BxP, big_cache, num_samples: int, co
     for (k_small, v_small), (k_big, v_big) in zip(small, big_cache):
         k_rep = jnp.repeat(k_small, num_samples, axis=0) if num_samples > 1 else k_small
         v_rep = jnp.repeat(v_small, num_samples, axis=0) if num_samples > 1 else v_small
-        k_big = jax.lax.dynamic_update_slice_in_dim(k_big, k_rep.astype(k_big.dtype), 0, axis=1)
-        v_big = jax.lax.dynamic_update_slice_in_dim(v_big, v_rep.astype(v_big.dtype), 0, axis=1)
+        k_big = jax.lax.dynamic_update_slice_in_dim(k_big, k_rep.astype(k_big.dtype), 0, axis=CACHE_LEN_AXIS)
+        v_big = jax.lax.dynamic_update_slice_in_dim(v_big, v_rep.astype(v_big.dtype), 0, axis=CACHE_LEN_AXIS)
         out.append((constrain(k_big, _KV), constrain(v_big, _KV)))
     return logits_BxV, out
 
 
-_KV = ("batch", "length", "kv_heads", "head_dim")
+_KV = CACHE_AXES

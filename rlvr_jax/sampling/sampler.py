@@ -59,7 +59,7 @@ class Sampler:
         if self.mesh is None:
             return init_cache(model_cfg, rows, length)
         from rlvr_jax.parallel import SAMPLE_RULES, logical_to_spec
-        shape = (rows, length, model_cfg.num_kv_heads, model_cfg.head_dim_)
+        shape = (rows, model_cfg.num_kv_heads, length, model_cfg.head_dim_)
         sh = NamedSharding(self.mesh, logical_to_spec(_KV, shape, self.mesh, self.rules or SAMPLE_RULES))
         make = jax.jit(lambda: init_cache(model_cfg, rows, length), out_shardings=[(sh, sh)] * model_cfg.num_layers)
         return make()

@@ -80,8 +80,8 @@ def test_cache_matches_full_forward(case, chunks):
     assert d <= TOL, (name, d)
     assert len(cache) == model.cfg.num_layers
     k = np.asarray(cache[0][0])
-    assert k.shape == (3, P + N + SLACK, model.cfg.num_kv_heads, model.cfg.head_dim_)
-    assert np.all(k[:, P + N:] == 0)  # slack slots never written
+    assert k.shape == (3, model.cfg.num_kv_heads, P + N + SLACK, model.cfg.head_dim_)  # [B, K, S, D]
+    assert np.all(k[:, :, P + N:] == 0)  # slack slots never written
 
 
 def test_padding_is_invisible(case):

@@ -5,10 +5,6 @@ config that does not fit says so with suggestions, and the layer-extrapolation f
 real compile.
 """
 import json
-import math
-import os
-
-import numpy as np
 import pytest
 
 from rlvr_jax.parallel import topologies
@@ -76,7 +72,7 @@ def test_small_config_compiles_for_v5e_slice(report):
     tm = report["train_step"]["memory"]
     assert tm["argument"] >= b["train_state"] and tm["temp"] > 0
     assert report["peak_bytes_per_chip"]["max"] >= b["train_state"]
-    assert report["sampler"]["memory"]["temp"] >= b["kv_cache"]  # the sampler allocates its caches
+    assert report["peak_bytes_per_chip"]["sample"] >= b["train_state"] + b["kv_cache"]
 
 
 def test_flops_match_closed_form_and_compiler(report):
@@ -102,17 +98,21 @@ def test_a_config_that_does_not_fit_says_so(report):
     assert "DOES NOT FIT" in format_report(rep)
 
 
+@pytest.mark.slow
 def test_layer_extrapolation_reproduces_a_full_compile():
+    """The fallback for slow machines: compile at 3 and 4 layers, extrapolate to 6, compare with 6 compiled.
+    (At 1-2 layers of a small model XLA keeps the temporaries in on-chip VMEM and reports 0 HBM temp, so the
+    two depths must be large enough for the activations to live in HBM; real-size layers always are.)"""
     from rlvr_jax.parallel import aot
     cfg = _small_cfg()
+    cfg.model.hidden_size, cfg.model.intermediate_size = 512, 1024
+    cfg.rollout.max_new_tokens = 120
     target = aot.target_for("v5e:2x2")
     mesh = aot.make_mesh_for(cfg, target.devices)
-    pc = aot.policy_model_config(cfg).replace(num_layers=3)
-    nums = {n: aot.compile_numbers(cfg, mesh, pc.replace(num_layers=n), None, sampler=False) for n in (1, 2, 3)}
-    est = aot.extrapolate(nums[1], nums[2], 1, 2, 3)
-    for k in ("argument", "output", "peak"):
-        assert est["train"][k] == pytest.approx(nums[3]["train"][k], rel=0.02), k
-    assert est["train"]["temp"] == pytest.approx(nums[3]["train"]["temp"], rel=0.15)
-    assert est["xla_flops"] == pytest.approx(nums[3]["xla_flops"], rel=0.02)
-    assert not math.isnan(float(np.float64(est["train"]["peak"])))
-    assert os.environ.get("JAX_PLATFORMS", "cpu") == "cpu"  # compiling for TPU never needed a TPU backend
+    pc = aot.policy_model_config(cfg)
+    nums = {n: aot.compile_numbers(cfg, mesh, pc.replace(num_layers=n), None, sampler=False) for n in (3, 4, 6)}
+    assert nums[3]["train"]["temp"] > 0
+    est = aot.extrapolate(nums[3], nums[4], 3, 4, 6)
+    for k in ("argument", "output", "temp", "peak"):
+        assert est["train"][k] == pytest.approx(nums[6]["train"][k], rel=0.05), k
+    assert est["xla_flops"] == pytest.approx(nums[6]["xla_flops"], rel=0.02)

@@ -1,6 +1,7 @@
 """launch/: the Colab notebook executes end to end (nbclient, CPU, tiny size) and the launch scripts
 parse, lint clean (when shellcheck is installed) and print the gcloud commands they would run."""
 import os
+import shlex
 import shutil
 import subprocess
 
@@ -47,8 +48,9 @@ def test_tpu_pod_dry_run_prints_gcloud_commands():
                CKPT="gs://bucket/run", CONFIG="configs/demo.py")
 
     def run(*args):
-        return subprocess.run(["bash", os.path.join(LAUNCH, "tpu_pod.sh"), *args], env=env, check=True,
-                              capture_output=True, text=True).stdout
+        out = subprocess.run(["bash", os.path.join(LAUNCH, "tpu_pod.sh"), *args], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return " ".join(shlex.split(out))  # the printed commands are shell-quoted
 
     out = run("create")
     assert "gcloud compute tpus tpu-vm create t1 --zone=z1 --accelerator-type=v5p-32" in out and "--spot" in out
