@@ -68,6 +68,8 @@ def parse_args(argv=None):
                    help="override a config field for every method (repeatable)")
     p.add_argument("--quick", action="store_true", help="smoke run: grpo + iac_dlc, 1 seed, 10 steps, tiny warm-up/eval")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--from-json", default=None, metavar="SUMMARY_JSON",
+                   help="no training: rebuild table.md, the plots and the aggregates of a finished sweep into --out")
     return p.parse_args(argv)
 
 
@@ -182,11 +184,14 @@ def aggregate(base_eval, results, ks):
     return agg
 
 
-def at_matched_pass1(agg, key_x, keys):
-    """Each method's metrics where its seed-mean pass@1 trajectory first reaches the lowest final pass@1
-    of all methods (linear interpolation between evals): the comparison 'at equal pass@1'."""
-    target = min(a["metrics"][key_x][-1]["mean"] for a in agg.values())
-    out = {"pass@1": target}
+def at_matched_pass1(agg, key_x, keys, target=None):
+    """Each method's metrics where its seed-mean pass@1 trajectory first reaches `target` (default: GRPO's
+    final pass@1, else the lowest final one), linearly interpolated between evals; None if it never does."""
+    anchor = None
+    if target is None:
+        anchor = "grpo" if "grpo" in agg else min(agg, key=lambda m: agg[m]["metrics"][key_x][-1]["mean"])
+        target = agg[anchor]["metrics"][key_x][-1]["mean"]
+    out = {"pass@1": target, "anchor": anchor}
     for method, a in agg.items():
         x = [s["mean"] for s in a["metrics"][key_x]]
         row = {}
@@ -226,8 +231,8 @@ def table_md(agg, base_eval, ks, matched, n_seeds, steps) -> str:
         lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(_fmt(a["metrics"][k][-1]) for k in keys)
                      + f" | {a['samples_per_step']:.0f} |")
     kmax = f"eval/pass@{max(ks)}"
-    lines += ["", f"At equal pass@1 = {matched['pass@1']:.3f} (each method's seed-mean trajectory, interpolated "
-              "where it first reaches the lowest final pass@1):", "",
+    lines += ["", f"At equal pass@1 = {matched['pass@1']:.3f} ({LABELS.get(matched['anchor'], 'given')} final "
+              "pass@1; each method's seed-mean trajectory, interpolated where it first reaches it; n/a: never does):", "",
               f"| method | pass@{max(ks)} | coverage | entropy | TV vs base |", "|---|---|---|---|---|"]
     for m in agg:
         r = matched[m]
@@ -236,26 +241,62 @@ def table_md(agg, base_eval, ks, matched, n_seeds, steps) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROB_METRICS = {"eval/mass_correct", "eval/entropy_norm", "eval/tv"}  # and every pass@k: bands clipped to [0, 1]
+
+
+def _band(ax, x, st, color, ls, label, clip):
+    m = np.asarray([s["mean"] for s in st], np.float64)
+    lo = np.asarray([s["lo"] for s in st], np.float64)
+    hi = np.asarray([s["hi"] for s in st], np.float64)
+    if clip:
+        lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+    ax.plot(x, m, color=color, ls=ls, lw=1.6, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.08, lw=0)
+
+
 def make_plots(agg, base_eval, ks, out) -> list[str]:
+    """training.png (one panel per metric, one line per method, 95% seed band), passk_final.png, tradeoff.png."""
     from rlvr_jax.eval import plots
     import matplotlib.pyplot as plt
     show_k = sorted({1, max(ks)} | ({8} if 8 in ks else set()))
-    panels = {}
-    for key, title in [(f"eval/pass@{k}", f"pass@{k}") for k in show_k] + list(MODE_METRICS):
-        series = {}
+    panels = [(f"eval/pass@{k}", f"pass@{k}") for k in show_k] + list(MODE_METRICS)
+    ncols = 4
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for i, (key, title) in enumerate(panels):
+        ax = axes[i // ncols][i % ncols]
         for m, a in agg.items():
             st = a["metrics"][key]
             if any(s["mean"] is None for s in st):
                 continue
             color, ls = STYLE.get(m, (None, "-"))
-            series[LABELS.get(m, m)] = (a["steps"], [s["mean"] for s in st], [s["lo"] for s in st],
-                                        [s["hi"] for s in st], {"color": color, "ls": ls})
-        panels[title] = series
-    paths = [plots.plot_metric_grid(panels, os.path.join(out, "training.png"), xlabel="RL step", ncols=4)]
-    curves = {"base policy": {**base_eval["curve"], "lo": None, "hi": None}}
-    curves.update({LABELS.get(m, m): a["final_curve"] for m, a in agg.items()})
-    paths.append(plots.plot_passk_curves(curves, os.path.join(out, "passk_final.png"),
-                                         title="pass@k after RL (band: 95% CI over seeds)"))
+            _band(ax, a["steps"], st, color, ls, LABELS.get(m, m), key.startswith("eval/pass@") or key in PROB_METRICS)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("seed mean, band: 95% t-interval over seeds (step 0: the shared base policy)", fontsize=10)
+    paths = [plots._save(fig, os.path.join(out, "training.png"))]
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    c = base_eval["curve"]
+    ax.plot(c["k"], c["mean"], color="k", lw=2, label="base policy")
+    for m, a in agg.items():
+        fc = a["final_curve"]
+        color, ls = STYLE.get(m, (None, "-"))
+        _band(ax, fc["k"], [{"mean": x, "lo": lo, "hi": hi} for x, lo, hi in zip(fc["mean"], fc["lo"], fc["hi"])],
+              color, ls, LABELS.get(m, m), True)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("pass@k at the final step (band: 95% CI over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
+    paths.append(plots._save(fig, os.path.join(out, "passk_final.png")))
+
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (key, title) in zip(axes, [(f"eval/pass@{max(ks)}", f"pass@{max(ks)}"),
                                        ("eval/coverage_rel", "coverage"), ("eval/tv", "TV vs base")]):
@@ -298,8 +339,28 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def report(summary: dict, out: str) -> dict:
+    """Seed aggregates, the equal-pass@1 comparison, table.md, the PNGs and summary.json from the runs."""
+    ks = summary["ks"]
+    agg = aggregate(summary["base"], summary["runs"], ks)
+    matched = at_matched_pass1(agg, f"eval/pass@{min(ks)}",
+                               [f"eval/pass@{max(ks)}", "eval/coverage_rel", "eval/entropy_norm", "eval/tv"])
+    summary.update(aggregate=agg, at_equal_pass1=matched)
+    os.makedirs(out, exist_ok=True)
+    table = table_md(agg, summary["base"], ks, matched, len(summary["seeds"]), summary["steps"])
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table)
+    summary["figures"] = [os.path.basename(p) for p in make_plots(agg, summary["base"], ks, out)]
+    write_json(summary, os.path.join(out, "summary.json"))
+    tqdm.write("\n" + table)
+    return summary
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
+    if a.from_json:
+        with open(a.from_json) as f:
+            return report(json.load(f), a.out)
     t_start, load_start = time.time(), os.getloadavg()
     base = load_config(a.config, a.set, a.quick)
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
@@ -350,24 +411,16 @@ def main(argv=None) -> dict:
                    f"TV {h.get('eval/tv', float('nan')):.3f}  ({method_wall[m]:.0f} s, last seed)")
     bar.close()
 
-    agg = aggregate(base_eval, results, ks)
-    matched = at_matched_pass1(agg, f"eval/pass@{min(ks)}",
-                               [f"eval/pass@{max(ks)}", "eval/coverage_rel", "eval/entropy_norm", "eval/tv"])
-    table = table_md(agg, base_eval, ks, matched, len(seeds), steps)
-    with open(os.path.join(a.out, "table.md"), "w") as f:
-        f.write(table)
-    figs = make_plots(agg, base_eval, ks, a.out)
     wall = time.time() - t_start
     summary = {"command": "python scripts/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "config": base.to_dict(), "methods": methods, "seeds": seeds, "steps": steps, "eval_every": every,
                "ks": list(ks), "warmup_loss": [losses[0], float(np.mean(losses[-10:]))] if losses else None,
-               "base": base_eval, "aggregate": agg, "at_equal_pass1": matched, "runs": results,
-               "wall_s": wall, "cpu_s": _cpu_seconds(), "method_wall_s": method_wall, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+               "base": base_eval, "runs": results, "wall_s": wall, "cpu_s": _cpu_seconds(),
+               "method_wall_s": method_wall, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__}}
-    write_json(summary, os.path.join(a.out, "summary.json"))
-    tqdm.write("\n" + table)
-    tqdm.write(f"wrote {', '.join(figs)}, table.md and summary.json to {a.out} in {wall:.0f} s, "
-               f"{_cpu_seconds():.0f} CPU s (load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f})")
+    summary = report(json.loads(json.dumps(to_jsonable(summary))), a.out)
+    tqdm.write(f"wrote {', '.join(summary['figures'])}, table.md and summary.json to {a.out} in {wall:.0f} s, "
+               f"{summary['cpu_s']:.0f} CPU s (load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f})")
     return summary
 
 

@@ -101,3 +101,18 @@ def test_kill9_and_sigterm_then_resume_is_bit_identical(tmp_path):
     import json
     pa, pb = json.loads(a)["final_param_fingerprint"], json.loads(b)["final_param_fingerprint"]
     assert pa == pb
+
+
+def test_rlvr_eval_on_checkpoints(uninterrupted, tmp_path):
+    """rlvr-eval: the initial policy and a checkpoint, JSON + pass@k plot written."""
+    import json
+
+    from rlvr_jax import cli
+    full_dir, _ = uninterrupted
+    cli.eval_main(["rlvr-eval", "--config", os.path.join(ROOT, "configs/tiny_test.py"),
+                   f"--config.log.dir={full_dir}", "--checkpoint", str(full_dir / "ckpt"), "--out", str(tmp_path)])
+    res = json.load(open(tmp_path / "eval.json"))
+    assert "initial" in res and any(k.startswith("ckpt@4") for k in res)
+    for r in res.values():
+        assert 0.0 <= r["pass@k"]["1"]["mean"] <= r["pass@k"]["4"]["mean"] <= 1.0
+    assert (tmp_path / "passk.png").stat().st_size > 1000
