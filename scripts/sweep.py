@@ -66,7 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None, help="default: eval.every of the config")
     p.add_argument("--set", action="append", default=[], metavar="GROUP.FIELD=VALUE",
                    help="override a config field for every method (repeatable)")
-    p.add_argument("--quick", action="store_true", help="smoke run: grpo + iac_dlc, 1 seed, 10 steps, tiny warm-up/eval")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: grpo + iac_dlc, 1 seed, 10 steps, tiny warm-up/eval")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--from-json", default=None, metavar="SUMMARY_JSON",
                    help="no training: rebuild table.md, the plots and the aggregates of a finished sweep into --out")
@@ -232,7 +233,8 @@ def table_md(agg, base_eval, ks, matched, n_seeds, steps) -> str:
                      + f" | {a['samples_per_step']:.0f} |")
     kmax = f"eval/pass@{max(ks)}"
     lines += ["", f"At equal pass@1 = {matched['pass@1']:.3f} ({LABELS.get(matched['anchor'], 'given')} final "
-              "pass@1; each method's seed-mean trajectory, interpolated where it first reaches it; n/a: never does):", "",
+              "pass@1; each method's seed-mean trajectory, interpolated where it first reaches it; "
+              "n/a: never does):", "",
               f"| method | pass@{max(ks)} | coverage | entropy | TV vs base |", "|---|---|---|---|---|"]
     for m in agg:
         r = matched[m]
@@ -332,6 +334,29 @@ def write_json(summary: dict, path: str) -> str:
     return path
 
 
+def _fingerprint(params) -> str:
+    """sha256 of every parameter's bytes."""
+    import hashlib
+    h = hashlib.sha256()
+    for x in jax.tree.leaves(jax.device_get(params)):
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+    return h.hexdigest()
+
+
+def code_version() -> dict:
+    """The git commit and the library files that differ from it (results depend on the exact model code)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    modified = [x for x in (git("status", "--porcelain", "rlvr_jax") or "").split("\n") if x]
+    return {"commit": git("rev-parse", "HEAD"), "modified": modified}
+
+
 def _cpu_seconds() -> float:
     """User + system CPU time of this process so far (wall time on a shared machine depends on the load)."""
     import resource
@@ -388,6 +413,7 @@ def main(argv=None) -> dict:
     policy, losses = pretrain(built.policy, task, warm_cfg, log=tqdm.write)
     pg, base_params = nnx.split(policy, nnx.Param)
     base_params = jax.tree.map(jnp.copy, base_params)
+    base_sha = _fingerprint(base_params)  # equal across sweeps <=> the same base policy
     pool = query_pool(task.sample(np.random.default_rng(warm_cfg.train.seed), warm_cfg.data.size))
     evaluator = evaluation.TaskEvaluator(task, warm_cfg, built.stop_token_ids, built.pad_id)
     evaluator.set_reference(pg, base_params)
@@ -415,7 +441,8 @@ def main(argv=None) -> dict:
     summary = {"command": "python scripts/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "config": base.to_dict(), "methods": methods, "seeds": seeds, "steps": steps, "eval_every": every,
                "ks": list(ks), "warmup_loss": [losses[0], float(np.mean(losses[-10:]))] if losses else None,
-               "base": base_eval, "runs": results, "wall_s": wall, "cpu_s": _cpu_seconds(),
+               "base": base_eval, "base_param_sha256": base_sha, "code": code_version(), "runs": results,
+               "wall_s": wall, "cpu_s": _cpu_seconds(),
                "method_wall_s": method_wall, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__}}
     summary = report(json.loads(json.dumps(to_jsonable(summary))), a.out)

@@ -80,3 +80,9 @@ def test_quick_sweep_writes_table_plots_and_json(sweep, tmp_path):
         js["base"]["headline"]["eval/pass@1"])
     assert js["base"]["headline"]["eval/tv"] == pytest.approx(0.0, abs=1e-9)
     assert summary["aggregate"]["iac_dlc"]["samples_per_step"] == 128
+    assert len(js["base_param_sha256"]) == 64 and "commit" in js["code"]
+    # --from-json rebuilds the same table without training
+    again = str(tmp_path / "again")
+    sweep.main(["--from-json", os.path.join(out, "summary.json"), "--out", again])
+    assert open(os.path.join(again, "table.md")).read() == table
+    assert os.path.getsize(os.path.join(again, "training.png")) > 0

@@ -99,13 +99,13 @@ def _iteration_setup():
     cfg.data.source, cfg.data.task, cfg.model.source = "embedded", "sum_pair", "embedded"
     cfg.model.hidden_size, cfg.model.intermediate_size, cfg.model.num_layers = 32, 64, 1
     cfg.model.num_heads, cfg.model.num_kv_heads = 4, 2
-    cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens = 4, 4, 5
+    cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens = 4, 4, 16
     cfg.algo.variant = "iac_dlc"
     cfg.algo.mini_batches = 2
     cfg.memory.width_ratio, cfg.memory.num_layers = 0.5, 1
     cfg.optim.learning_rate = 1e-2
     cfg = apply_variant(cfg)
-    cfg.algo.overlong, cfg.algo.overlong_buffer = "soft", 3  # length-shaped rewards: non-zero advantages
+    cfg.algo.overlong, cfg.algo.overlong_buffer = "soft", 12  # length-shaped rewards: non-zero advantages
     cfg = validate(cfg)
     task = get_task("sum_pair")
     pc = policy_config(cfg, task.tokenizer.vocab_size, task.tokenizer)
