@@ -51,7 +51,8 @@ def maybe_initialize(cfg=None, env=None) -> bool:
     if kind == "explicit":
         missing = [k for k in _ENV_EXPLICIT if k not in env]
         if missing:
-            raise ValueError(f"distributed launch: {', '.join(missing)} not set (need all of {', '.join(_ENV_EXPLICIT)})")
+            raise ValueError(f"distributed launch: {', '.join(missing)} not set "
+                             f"(need all of {', '.join(_ENV_EXPLICIT)})")
         kw = dict(coordinator_address=env["JAX_COORDINATOR_ADDRESS"], num_processes=int(env["JAX_NUM_PROCESSES"]),
                   process_id=int(env["JAX_PROCESS_ID"]))
         if env.get("JAX_LOCAL_DEVICE_IDS"):

@@ -4,7 +4,6 @@ of fake CPU devices as on one device; parameters go from the train layout to the
 (The train step alone is covered by tests/train/test_train_step.py::test_sharded_step_equals_single_device.)
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -113,8 +112,7 @@ def _iteration_setup():
     memory = create(memory_config(pc, width_ratio=0.5, num_layers=1), seed=1)
     ptx, mtx = make_optimizers(cfg, 10)
     state, pg, mg = init_state(policy, memory, ptx, mtx, seed=0, keep_reference=False)
-    from rlvr_jax.sampling import SamplingConfig as SC
-    scfg = SC.from_config(cfg, stop_token_ids=(task.tokenizer.eos_id,), pad_id=task.tokenizer.pad_id)
+    scfg = SamplingConfig.from_config(cfg, stop_token_ids=(task.tokenizer.eos_id,), pad_id=task.tokenizer.pad_id)
     it = make_iteration(task, cfg, pg, mg, make_train_step(pg, mg, cfg, ptx, mtx), scfg)
     pool = query_pool(task.sample(np.random.default_rng(0), 32))
     return it, state, pool
