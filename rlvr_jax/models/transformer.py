@@ -80,9 +80,13 @@ class Transformer(nnx.Module):
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[i]
             if self.cfg.remat and cache is None:
-                def run(lyr, x_, pos_, m_):
-                    return lyr(x_, pos_, m_, inv_freq)
-                x, c = nnx.remat(run)(layer, x, positions_BxT, mask_BxTxS)
+                # rematerialise the layer in the backward pass (functional split: no Param mutation
+                # across trace levels)
+                gdef, lstate = nnx.split(layer)
+
+                def run(st, x_, pos_, m_, gdef=gdef):
+                    return nnx.merge(gdef, st)(x_, pos_, m_, inv_freq)[0]
+                x, c = jax.checkpoint(run)(lstate, x, positions_BxT, mask_BxTxS), None
             else:
                 x, c = layer(x, positions_BxT, mask_BxTxS, inv_freq, layer_cache, cache_index)
             new_cache.append(c)

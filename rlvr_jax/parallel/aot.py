@@ -223,17 +223,14 @@ def compile_sampler(cfg, mesh, state, pg, mg, pc):
                            mesh=mesh, rules=rules)
     p_sh = state_shardings(state.policy, mesh, rules)
     m_sh = state_shardings(state.memory, mesh, rules) if state.memory is not None else None
-    prompts = jax.ShapeDtypeStruct((n, Pl), jnp.int32)
-    mask = jax.ShapeDtypeStruct((n, Pl), jnp.bool_)
-    pr_sh = _batch_shardings({"p": prompts}, mesh, rules)["p"]
+    pr_sh = _batch_shardings({"p": jax.ShapeDtypeStruct((n, Pl), jnp.int32)}, mesh, rules)["p"]
     rep = NamedSharding(mesh, P())
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     t0 = time.time()
     fn = jax.jit(sample, in_shardings=(p_sh, m_sh, pr_sh, pr_sh, rep))
     args = (_with(state.policy, p_sh), None if m_sh is None else _with(state.memory, m_sh),
-            jax.ShapeDtypeStruct(prompts.shape, prompts.dtype, sharding=pr_sh),
-            jax.ShapeDtypeStruct(mask.shape, mask.dtype, sharding=pr_sh), jax.ShapeDtypeStruct((2,), key.dtype,
-                                                                                            sharding=rep))
+            jax.ShapeDtypeStruct((n, Pl), jnp.int32, sharding=pr_sh),
+            jax.ShapeDtypeStruct((n, Pl), jnp.bool_, sharding=pr_sh),
+            jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep))
     compiled = fn.lower(*args).compile()
     return compiled, (p_sh, m_sh), time.time() - t0
 

@@ -336,3 +336,19 @@ class Preemption:
         from jax.experimental import multihost_utils
         flags = multihost_utils.process_allgather(np.array([self.requested], np.int32))
         return bool(np.any(flags))
+
+
+def open_and_resume(cfg, log_dir: str, state, shardings, log=print):
+    """(Checkpointer, start step, state, extra) for a run: the configured checkpoint folder, and the
+    latest complete checkpoint restored onto `shardings` when checkpoint.resume is on."""
+    import os
+    ckpt_dir = os.path.abspath(cfg.checkpoint.dir or os.path.join(log_dir, "ckpt"))
+    ckpt = Checkpointer(ckpt_dir, keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
+    if cfg.checkpoint.resume:
+        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+        got = ckpt.restore(abstract)
+        if got is not None:
+            step, state, extra = got
+            log(f"resumed from {ckpt_dir} at step {step}")
+            return ckpt, step, state, extra
+    return ckpt, 0, state, {}

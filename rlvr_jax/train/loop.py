@@ -21,7 +21,7 @@ from rlvr_jax.config import int_list
 from rlvr_jax.sampling import SamplingConfig
 from rlvr_jax.train import evaluate as evaluation
 from rlvr_jax.train.build import build
-from rlvr_jax.train.checkpoint import Checkpointer, Preemption
+from rlvr_jax.train.checkpoint import Preemption, open_and_resume
 from rlvr_jax.train.iteration import make_iteration, make_multi_iteration, query_pool
 from rlvr_jax.train.metrics import MetricsWriter, console_line
 from rlvr_jax.train.pretrain import pretrain
@@ -98,15 +98,7 @@ def run_token_task(cfg, built, mesh) -> dict:
     state = jax.device_put(state, shardings)
     base_params = jax.tree.map(jnp.copy, state.policy)
 
-    ckpt_dir = os.path.abspath(cfg.checkpoint.dir or os.path.join(log_dir, "ckpt"))
-    ckpt = Checkpointer(ckpt_dir, keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
-    start = 0
-    if cfg.checkpoint.resume:
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-        got = ckpt.restore(abstract)
-        if got is not None:
-            start, state, _ = got
-            log(f"resumed from {ckpt_dir} at step {start}")
+    ckpt, start, state, _ = open_and_resume(cfg, log_dir, state, shardings, log)
     # records logged after the checkpoint we resume from (a killed run) are dropped
     writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict(), purge_after=start if start else None)
 

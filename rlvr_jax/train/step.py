@@ -80,7 +80,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
         mem_rows = batch["valid_B"]
         mem_total = jnp.sum(batch["mask_BxT"] & memory_rollouts(batch["success_B"], batch["valid_B"],
                                                                 cfg.memory.train_on)[:, None]).astype(jnp.float32)
-        micro = jax.tree.map(lambda x: x.reshape(M, B // M, *x.shape[1:]), batch)
+        # micro-batch m takes rows m, m + M, m + 2M, ...: each micro-batch stays spread over the
+        # data-parallel devices instead of landing on one group of them
+        micro = jax.tree.map(lambda x: x.reshape(B // M, M, *x.shape[1:]).swapaxes(0, 1), batch)
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
         mgrad = jax.value_and_grad(mem_loss, has_aux=True)

@@ -24,7 +24,7 @@ from rlvr_jax.algos.groups import zero_std_groups
 from rlvr_jax.data.sources import make_source
 from rlvr_jax.rewards.factory import make_reward_fn
 from rlvr_jax.sampling import SamplingConfig, Sampler
-from rlvr_jax.train.checkpoint import Checkpointer, Preemption
+from rlvr_jax.train.checkpoint import Preemption, open_and_resume
 from rlvr_jax.train.iteration import overlong_shaping
 from rlvr_jax.train.metrics import MetricsWriter, Timer, console_line
 from rlvr_jax.train.state import init_state, make_optimizers, train_state_shardings
@@ -67,17 +67,9 @@ def run_text(cfg, built, mesh) -> dict:
                                keep_reference=cfg.algo.kl_coef > 0)
     shardings = train_state_shardings(state, mesh, parallel.TRAIN_RULES)
     state = jax.device_put(state, shardings)
-    ckpt = Checkpointer(os.path.abspath(cfg.checkpoint.dir or os.path.join(log_dir, "ckpt")), keep=cfg.checkpoint.keep,
-                        async_save=cfg.checkpoint.async_save)
-    step = 0
-    if cfg.checkpoint.resume:
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-        got = ckpt.restore(abstract)
-        if got is not None:
-            step, state, extra = got
-            if extra.get("data_state") is not None:
-                it.set_state(extra["data_state"])
-            log(f"resumed at step {step}")
+    ckpt, step, state, extra = open_and_resume(cfg, log_dir, state, shardings, log)
+    if extra.get("data_state") is not None:
+        it.set_state(extra["data_state"])
     writer = MetricsWriter(log_dir, cfg.log, config_dict=cfg.to_dict(), purge_after=step if step else None)
 
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)

@@ -125,7 +125,8 @@ def iteration_ref():
     return it, state, pool, jax.device_get(new), jax.device_get(met)
 
 
-@pytest.mark.parametrize("shape", MESHES)
+@pytest.mark.parametrize("shape", [pytest.param((8, 1, 1), marks=pytest.mark.slow), (2, 2, 2),
+                                   pytest.param((1, 2, 4), marks=pytest.mark.slow)])
 def test_rl_iteration_matches_single_device(iteration_ref, shape):
     it, state, pool, ref_state, ref_met = iteration_ref
     mesh = parallel.make_mesh(shape=shape)
