@@ -1,0 +1,37 @@
+"""Step time and peak host memory of the train step (policy + DLC memory network, AdamW) on this machine.
+
+    python benchmarks/train_step_bench.py tiny|smollm2
+"""
+import resource, sys, time
+import jax, jax.numpy as jnp, numpy as np
+from rlvr_jax.config import base_config
+from rlvr_jax.models import create, memory_config, preset, tiny
+from rlvr_jax.train.state import init_state, make_optimizers
+from rlvr_jax.train.step import make_train_step
+which = sys.argv[1]
+cfg = base_config()
+if which == "tiny":
+    pcfg = tiny("llama", vocab_size=64); B, P, N = 128, 16, 8
+else:
+    pcfg = preset("smollm2-135m"); B, P, N = 16, 64, 64
+    cfg.algo.logprob_chunk = 64
+cfg.rollout.max_new_tokens = N
+cfg.memory.enabled = True
+pol = create(pcfg, 0); mem = create(memory_config(pcfg, width_ratio=0.25), 1)
+ptx, mtx = make_optimizers(cfg, 100)
+state, pg, mg = init_state(pol, mem, ptx, mtx, seed=0, keep_reference=False)
+step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0)
+rng = np.random.default_rng(0)
+T = P + N - 1
+batch = dict(tokens_BxT=jnp.asarray(rng.integers(1, pcfg.vocab_size, (B, T)), jnp.int32),
+             positions_BxT=jnp.broadcast_to(jnp.arange(T), (B, T)), kv_mask_BxT=jnp.ones((B, T), bool),
+             targets_BxT=jnp.asarray(rng.integers(1, pcfg.vocab_size, (B, T)), jnp.int32),
+             mask_BxT=jnp.concatenate([jnp.zeros((B, P - 1), bool), jnp.ones((B, N), bool)], 1),
+             adv_B=jnp.asarray(rng.normal(size=B), jnp.float32), logp_old_BxT=-jnp.ones((B, T)) * 5,
+             logp_sampler_BxT=-jnp.ones((B, T)) * 5, success_B=jnp.ones(B, bool), valid_B=jnp.ones(B, bool))
+t = time.time(); state, m = step(state, batch); jax.block_until_ready(m); first = time.time() - t
+ts = []
+for _ in range(3):
+    t = time.time(); state, m = step(state, batch); jax.block_until_ready(m); ts.append(time.time() - t)
+print(f"{which}: B={B} T={T} first call (compile) {first:.1f} s, step {np.median(ts):.3f} s median of 3, "
+      f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, loss {float(m['loss']):.4f}")
