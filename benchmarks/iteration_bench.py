@@ -131,6 +131,20 @@ def tail(path, n=15) -> str:
         return ""
 
 
+
+def _step_all(workers, failures, out, phase):
+    """One step of every live worker, interleaved; a worker that fails is recorded and dropped."""
+    for k, w in list(workers.items()):
+        try:
+            r = w.step()
+        except Exception as e:  # a peer that breaks is reported, never faked
+            failures[k] = str(e)
+            del workers[k]
+            log(f"{NAMES[k]} failed in {phase}: {e}")
+            continue
+        out[k].append(r)
+        log(f"{phase} {w.name}: {r['seconds']:.2f}s {r}")
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="smollm2-135m", help="smollm2-135m, or tiny for a smoke run")
@@ -167,16 +181,7 @@ def main():
             log(f"{NAMES[key]} failed to start: {e}")
     warm = {k: [] for k in workers}
     for i in range(args.warmup):
-        for k, w in list(workers.items()):
-            try:
-                r = w.step()
-            except Exception as e:
-                failures[k] = str(e)
-                del workers[k]
-                log(f"{NAMES[k]} failed in warm-up: {e}")
-                continue
-            warm[k].append(r)
-            log(f"warm-up {i} {w.name}: {r['seconds']:.1f}s {r}")
+        _step_all(workers, failures, warm, f"warm-up {i}")
     if args.wait_load:
         t0 = time.time()
         while float(loadavg().split()[0]) > args.wait_load and time.time() - t0 < args.wait_max:
@@ -188,16 +193,7 @@ def main():
     loads = []
     for rnd in range(args.rounds):
         loads.append(loadavg())
-        for k, w in list(workers.items()):
-            try:
-                r = w.step()
-            except Exception as e:
-                failures[k] = str(e)
-                del workers[k]
-                log(f"{NAMES[k]} failed in round {rnd}: {e}")
-                continue
-            timed[k].append(r)
-            log(f"round {rnd} {w.name}: {r['seconds']:.2f}s {r}")
+        _step_all(workers, failures, timed, f"round {rnd}")
     load_end = loadavg()
     for w in workers.values():
         w.close()
