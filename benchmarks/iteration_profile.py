@@ -4,8 +4,8 @@ measured in the same process (so a loaded CPU shows up as a low reference, not a
 
 Phases: sample (the `Sampler` call: prefill + 63 decode steps), host (decode text + verify + advantages +
 batch), fwd (logprobs forward on the train batch), grad (value_and_grad of the policy loss), step (the
-full jitted train step: grad + AdamW + skip-on-nonfinite), and the same grad with logits for the response
-positions only (what the train step would cost if it skipped the prompt positions' LM head).
+full jitted train step: grad + AdamW + skip-on-nonfinite), and the grad with one full forward per row
+(`algo.share_prompt = False`: what sharing each group's prompt saves).
 
     .venv/bin/python benchmarks/iteration_profile.py [--reps 3] [--shape smollm2-135m]
 """
@@ -28,7 +28,7 @@ from flax import nnx  # noqa: E402
 import iteration_common as C  # noqa: E402
 from iteration_worker_ours import bench_config, encode  # noqa: E402
 from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
-from rlvr_jax.algos.logprobs import chunked_logprobs_and_entropy, token_logprobs_and_entropy  # noqa: E402
+from rlvr_jax.algos.logprobs import response_logprobs_and_entropy  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
 from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
@@ -86,33 +86,27 @@ def main():
         adv = adv + 0.1  # non-zero advantages, so the gradient is not trivially zero
         return batch_from_rollout(rollout, adv.reshape(-1), r > 0.5, valid)
 
+    def logp(p, b, group):
+        return response_logprobs_and_entropy(merge(pg, p), b["prompt_BxP"], b["prompt_mask_BxP"], b["response_BxN"],
+                                             group, algo.logprob_chunk)[0]
+
     @jax.jit
     def fwd(params, b):
-        return token_logprobs_and_entropy(merge(pg, params), b["tokens_BxT"], b["positions_BxT"], b["kv_mask_BxT"],
-                                          b["targets_BxT"], algo.logprob_chunk)[0]
+        return logp(params, b, G)
 
-    def pg_loss(logp, b):
-        ratio = jnp.exp(logp - b["logp_old_BxT"])
-        m = b["mask_BxT"]
+    def pg_loss(lp, b):
+        ratio = jnp.exp(lp - b["logp_old_BxN"])
+        m = b["mask_BxN"]
         return -jnp.sum(ratio * b["adv_B"][:, None] * m) / jnp.sum(m)
 
     @jax.jit
-    def grad_full(params, b):
-        def loss(p):
-            return pg_loss(token_logprobs_and_entropy(merge(pg, p), b["tokens_BxT"], b["positions_BxT"],
-                                                      b["kv_mask_BxT"], b["targets_BxT"], algo.logprob_chunk)[0], b)
-        return jax.value_and_grad(loss)(params)
+    def grad_shared(params, b):
+        return jax.value_and_grad(lambda p: pg_loss(logp(p, b, G), b))(params)
 
     @jax.jit
-    def grad_response_only(params, b):
-        """As grad_full, but the LM head (and softmax) only on the N response positions."""
-        def loss(p):
-            model = merge(pg, p)
-            h, _ = model(b["tokens_BxT"], b["positions_BxT"], kv_mask_BxS=b["kv_mask_BxT"], return_hidden=True)
-            lp, _ = chunked_logprobs_and_entropy(model.project, h[:, -N:], b["targets_BxT"][:, -N:],
-                                                 algo.logprob_chunk)
-            return pg_loss(lp, {k: (v[:, -N:] if v.ndim == 2 and k != "adv_B" else v) for k, v in b.items()})
-        return jax.value_and_grad(loss)(params)
+    def grad_unshared(params, b):
+        """As grad, but one full forward per row (algo.share_prompt = False)."""
+        return jax.value_and_grad(lambda p: pg_loss(logp(p, b, 1), b))(params)
 
     D = 2048
     x = jnp.ones((D, D), jnp.float32)
@@ -121,14 +115,17 @@ def main():
     P = prompts.shape[1]
     P_bucket = 32
     T = P_bucket + N - 1
+    shared = forward_flops(mc, n * P_bucket, P_bucket / 2, 0) + forward_flops(mc, B * N, P_bucket + N / 2, B * N)
+    unshared = forward_flops(mc, B * T, T / 2, B * N)
+    head = forward_flops(mc, 0, 0, B * N)  # the chunked LM head is recomputed in the backward pass
     flops = {
         "matmul_ref": 3 * 2.0 * D ** 3,
         "sample": forward_flops(mc, n * P_bucket, P_bucket, n) + sum(
             forward_flops(mc, B, P_bucket + t, B) for t in range(N - 1)),
-        "fwd": forward_flops(mc, B * T, T / 2, B * T),
-        "grad": 3 * forward_flops(mc, B * T, T / 2, B * T) + forward_flops(mc, 0, 0, B * T),  # + LM-head remat
-        "step": 3 * forward_flops(mc, B * T, T / 2, B * T) + forward_flops(mc, 0, 0, B * T),
-        "grad_response_only": 3 * forward_flops(mc, B * T, T / 2, 0) + 4 * forward_flops(mc, 0, 0, B * N),
+        "fwd": shared,
+        "grad": 3 * shared + head,
+        "step": 3 * shared + head,
+        "grad_unshared": 3 * unshared + head,
         "host": 0.0,
     }
     times = {k: [] for k in flops}
@@ -142,7 +139,7 @@ def main():
         times["sample"].append(dt)
         dt, batch = timed(host, rollout)
         times["host"].append(dt)
-        for name, fn in (("fwd", fwd), ("grad", grad_full), ("grad_response_only", grad_response_only),
+        for name, fn in (("fwd", fwd), ("grad", grad_shared), ("grad_unshared", grad_unshared),
                          ("step", step_fn)):
             dt, _ = timed(fn, state if name == "step" else params, batch)
             times[name].append(dt)

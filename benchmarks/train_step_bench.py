@@ -1,6 +1,6 @@
 """Step time and peak host memory of the train step (policy + DLC memory network, AdamW) on this machine.
 
-    python benchmarks/train_step_bench.py tiny|smollm2
+    python benchmarks/train_step_bench.py tiny|smollm2 [--no-share]
 """
 import resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
@@ -10,6 +10,8 @@ from rlvr_jax.train.state import init_state, make_optimizers
 from rlvr_jax.train.step import make_train_step
 which = sys.argv[1]
 cfg = base_config()
+if "--no-share" in sys.argv:
+    cfg.algo.share_prompt = False
 if which == "tiny":
     pcfg = tiny("llama", vocab_size=64); B, P, N = 128, 16, 8
 else:
@@ -23,15 +25,16 @@ state, pg, mg = init_state(pol, mem, ptx, mtx, seed=0, keep_reference=False)
 step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0)
 rng = np.random.default_rng(0)
 T = P + N - 1
-batch = dict(tokens_BxT=jnp.asarray(rng.integers(1, pcfg.vocab_size, (B, T)), jnp.int32),
-             positions_BxT=jnp.broadcast_to(jnp.arange(T), (B, T)), kv_mask_BxT=jnp.ones((B, T), bool),
-             targets_BxT=jnp.asarray(rng.integers(1, pcfg.vocab_size, (B, T)), jnp.int32),
-             mask_BxT=jnp.concatenate([jnp.zeros((B, P - 1), bool), jnp.ones((B, N), bool)], 1),
-             adv_B=jnp.asarray(rng.normal(size=B), jnp.float32), logp_old_BxT=-jnp.ones((B, T)) * 5,
-             logp_sampler_BxT=-jnp.ones((B, T)) * 5, success_B=jnp.ones(B, bool), valid_B=jnp.ones(B, bool))
+G = cfg.rollout.group_size
+prompts = np.repeat(rng.integers(1, pcfg.vocab_size, (B // G, P)), G, 0)
+batch = dict(prompt_BxP=jnp.asarray(prompts, jnp.int32), prompt_mask_BxP=jnp.ones((B, P), bool),
+             response_BxN=jnp.asarray(rng.integers(1, pcfg.vocab_size, (B, N)), jnp.int32),
+             mask_BxN=jnp.ones((B, N), bool), adv_B=jnp.asarray(rng.normal(size=B), jnp.float32),
+             logp_old_BxN=-jnp.ones((B, N)) * 5, logp_sampler_BxN=-jnp.ones((B, N)) * 5,
+             success_B=jnp.ones(B, bool), valid_B=jnp.ones(B, bool))
 t = time.time(); state, m = step(state, batch); jax.block_until_ready(m); first = time.time() - t
 ts = []
 for _ in range(3):
     t = time.time(); state, m = step(state, batch); jax.block_until_ready(m); ts.append(time.time() - t)
-print(f"{which}: B={B} T={T} first call (compile) {first:.1f} s, step {np.median(ts):.3f} s median of 3, "
+print(f"{which}: B={B} (groups of {G}, share_prompt={cfg.algo.share_prompt}) T={T} first call (compile) {first:.1f} s, step {np.median(ts):.3f} s median of 3, "
       f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, loss {float(m['loss']):.4f}")

@@ -109,6 +109,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "overlong_buffer": F(4, "soft overlong penalty ramps over this many final tokens", None, _nonneg,
                              "must be >= 0"),
         "overlong_penalty": F(1.0, "maximum soft overlong penalty", None, _nonneg, "must be >= 0"),
+        "share_prompt": F(True, "train forward runs each group's prompt once and shares its keys/values "
+                          "with the group's G responses"),
         "logprob_chunk": F(256, "sequence chunk for logprob/entropy (bounds [B,T,V] memory)", None, _pos,
                            "must be > 0"),
     },

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlvr_jax.models.transformer import init_cache
+
 
 def logprobs_from_logits(logits_BxTxV, targets_BxT):
     """(logp of the target tokens, entropy of the distribution), both float32 `[B, T]`."""
@@ -56,6 +58,61 @@ def token_logprobs_and_entropy(model, tokens_BxT, positions_BxT, kv_mask_BxT, ta
     """
     hidden, _ = model(tokens_BxT, positions_BxT, kv_mask_BxS=kv_mask_BxT, return_hidden=True)
     return chunked_logprobs_and_entropy(model.project, hidden, targets_BxT, chunk)
+
+
+def prompt_positions(prompt_mask_BxP):
+    """RoPE positions of left-padded prompts: 0 at the first real token (padding gets 0 too)."""
+    return jnp.maximum(jnp.cumsum(prompt_mask_BxP.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def _one_per_group(x, group: int):
+    """Row 0 of each group of `group` consecutive rows ([B, ...] -> [B / group, ...]; shard-local)."""
+    return x.reshape(x.shape[0] // group, group, *x.shape[1:])[:, 0]
+
+
+def _repeat_per_group(x, group: int):
+    """Each row `group` times in a row ([U, ...] -> [U * group, ...])."""
+    return jnp.broadcast_to(x[:, None], (x.shape[0], group, *x.shape[1:])).reshape(-1, *x.shape[1:])
+
+
+def response_logprobs_and_entropy(model, prompt_BxP, prompt_mask_BxP, response_BxN, group: int, chunk: int):
+    """logp of every response token given its prompt and the response before it, and the entropy there.
+
+    Returns float32 `[B, N]`. Prompts are left-padded; rows come in groups of `group` consecutive
+    rows sharing one prompt (the sampler's prompt-major order). With group > 1 each prompt runs once
+    and its keys/values, repeated to the group's rows through a differentiable KV cache, are read by
+    all G responses (their gradients add up in the prompt's activations): (G - 1) / G of the prompt
+    compute is skipped. group = 1 runs one full forward per row. Either way only the N positions that
+    predict response tokens are projected onto the vocabulary.
+    """
+    B, P = prompt_BxP.shape
+    N = response_BxN.shape[1]
+    if group > 1 and B % group:
+        raise ValueError(f"{B} rows do not split into groups of {group} (rollout.group_size)")
+    prompt_mask = prompt_mask_BxP.astype(bool)
+    pos_BxP = prompt_positions(prompt_mask)
+    # response token j sits at position len(prompt) + j; inputs are the response minus its last token
+    pos_BxM = jnp.sum(prompt_mask, -1, dtype=jnp.int32)[:, None] + jnp.arange(N - 1, dtype=jnp.int32)[None]
+    inputs_BxM = response_BxN[:, :-1].astype(jnp.int32)
+    kv_BxS = jnp.concatenate([prompt_mask, jnp.ones((B, N - 1), bool)], axis=1)
+    if group <= 1:
+        h, _ = model(jnp.concatenate([prompt_BxP.astype(jnp.int32), inputs_BxM], 1),
+                     jnp.concatenate([pos_BxP, pos_BxM], 1), kv_mask_BxS=kv_BxS, return_hidden=True)
+        h_BxNxD = h[:, P - 1:]
+    else:
+        remat = model.cfg.remat
+        one = lambda x: _one_per_group(x, group)  # noqa: E731
+        rep = lambda x: _repeat_per_group(x, group)  # noqa: E731
+        cache = init_cache(model.cfg, B // group, P + N - 1)
+        h_UxPxD, cache = model(one(prompt_BxP).astype(jnp.int32), one(pos_BxP), kv_mask_BxS=one(kv_BxS),
+                               cache=cache, cache_index=0, return_hidden=True, remat=remat)
+        h_BxNxD = rep(h_UxPxD[:, -1:])  # the last prompt token predicts response token 0
+        if N > 1:
+            cache = [(rep(k), rep(v)) for k, v in cache]
+            h_BxMxD, _ = model(inputs_BxM, pos_BxM, kv_mask_BxS=kv_BxS, cache=cache, cache_index=P,
+                               return_hidden=True, remat=remat)
+            h_BxNxD = jnp.concatenate([h_BxNxD, h_BxMxD], axis=1)
+    return chunked_logprobs_and_entropy(model.project, h_BxNxD, response_BxN, chunk)
 
 
 def token_logprobs_and_entropy_reference(model, tokens_BxT, positions_BxT, kv_mask_BxT, targets_BxT):

@@ -52,11 +52,13 @@ class Transformer(nnx.Module):
         return jnp.einsum("btd,dv->btv", h_BxTxD.astype(dt), self.lm_head[...].astype(dt))
 
     def __call__(self, tokens_BxT, positions_BxT=None, *, kv_mask_BxS=None, cache: KVCache | None = None,
-                 cache_index=None, return_hidden: bool = False):
+                 cache_index=None, return_hidden: bool = False, remat: bool | None = None):
         """Returns (logits_BxTxV or hidden_BxTxD, new_cache or None).
 
         kv_mask_BxS: which key slots hold real tokens (S = T without cache, the cache length with one).
         cache_index: the slot where this call's first token is written (same for every row).
+        remat: rematerialise each layer in the backward pass; default `cfg.remat` without a cache (with a
+        cache only when asked: the train step's shared-prompt forward differentiates through one).
         """
         B, T = tokens_BxT.shape
         if positions_BxT is None:
@@ -74,19 +76,21 @@ class Transformer(nnx.Module):
         causal_TxS = jnp.arange(S)[None, :] <= q_slot[:, None]
         mask_BxTxS = causal_TxS[None] & kv_mask_BxS[:, None, :].astype(bool)
         inv_freq = rope_inv_freq(self.cfg)
+        if remat is None:
+            remat = self.cfg.remat and cache is None
 
         x = self.embed(tokens_BxT)
         new_cache = []
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[i]
-            if self.cfg.remat and cache is None:
+            if remat:
                 # rematerialise the layer in the backward pass (functional split: no Param mutation
                 # across trace levels)
                 gdef, lstate = nnx.split(layer)
 
-                def run(st, x_, pos_, m_, gdef=gdef):
-                    return nnx.merge(gdef, st)(x_, pos_, m_, inv_freq)[0]
-                x, c = jax.checkpoint(run)(lstate, x, positions_BxT, mask_BxTxS), None
+                def run(st, x_, pos_, m_, c_, idx_, gdef=gdef):
+                    return nnx.merge(gdef, st)(x_, pos_, m_, inv_freq, c_, idx_)
+                x, c = jax.checkpoint(run)(lstate, x, positions_BxT, mask_BxTxS, layer_cache, cache_index)
             else:
                 x, c = layer(x, positions_BxT, mask_BxTxS, inv_freq, layer_cache, cache_index)
             new_cache.append(c)

@@ -101,11 +101,13 @@ def abstract_batch(cfg):
     """ShapeDtypeStructs of one optimiser step's batch (a mini-batch of rollouts)."""
     from rlvr_jax.train.step import BATCH_KEYS
     rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size // cfg.algo.mini_batches
-    T = prompt_len(cfg) + cfg.rollout.max_new_tokens - 1
-    kinds = dict(tokens_BxT=jnp.int32, positions_BxT=jnp.int32, kv_mask_BxT=jnp.bool_, targets_BxT=jnp.int32,
-                 mask_BxT=jnp.bool_, adv_B=jnp.float32, logp_old_BxT=jnp.float32, logp_sampler_BxT=jnp.float32,
+    P, N = prompt_len(cfg), cfg.rollout.max_new_tokens
+    kinds = dict(prompt_BxP=jnp.int32, prompt_mask_BxP=jnp.bool_, response_BxN=jnp.int32, mask_BxN=jnp.bool_,
+                 adv_B=jnp.float32, logp_old_BxN=jnp.float32, logp_sampler_BxN=jnp.float32,
                  success_B=jnp.bool_, valid_B=jnp.bool_)
-    return {k: jax.ShapeDtypeStruct((rows, T) if k.endswith("BxT") else (rows,), kinds[k]) for k in BATCH_KEYS}
+    width = dict(BxP=P, BxN=N)
+    return {k: jax.ShapeDtypeStruct((rows, width[k[-3:]]) if k[-3:] in width else (rows,), kinds[k])
+            for k in BATCH_KEYS}
 
 
 def _with(tree, shardings):
@@ -139,14 +141,15 @@ def kv_cache_bytes(model_cfg, rows: int, length: int, mesh, rules) -> int:
 
 # ------------------------------------------------------------------------------------------ flops
 
-def forward_flops(mc, tokens: int, context: int) -> float:
+def forward_flops(mc, tokens: int, context: int, head_tokens: int | None = None) -> float:
     """Matmul FLOPs of a forward pass over `tokens` tokens each attending `context` slots (naive attention,
-    as the model computes it: the full mask is evaluated), including the vocabulary projection."""
+    as the model computes it: the full mask is evaluated), plus the vocabulary projection of `head_tokens`
+    of them (default: all)."""
     d, hd, H, K = mc.hidden_size, mc.head_dim_, mc.num_heads, mc.num_kv_heads
     per_layer = d * hd * (2 * H + 2 * K) + 3 * d * mc.intermediate_size
-    matmul = mc.num_layers * per_layer + d * mc.vocab_size
     attn = mc.num_layers * 4 * context * H * hd
-    return float(tokens) * (2 * matmul + attn)
+    head = tokens if head_tokens is None else head_tokens
+    return float(tokens) * (2 * mc.num_layers * per_layer + attn) + 2.0 * head * d * mc.vocab_size
 
 
 def step_flops(cfg, pc, mc) -> dict:
@@ -156,14 +159,17 @@ def step_flops(cfg, pc, mc) -> dict:
     rows, S = n * G, Pl + N
     T = Pl + N - 1
     models = [pc] + ([mc] if mc is not None else [])
-    sample = sum(forward_flops(m, n * Pl, Pl) + forward_flops(m, rows * N, S) for m in models)
+    sample = sum(forward_flops(m, n * Pl, Pl, n) + forward_flops(m, rows * N, S) for m in models)
     per_rows = rows  # all mini-batches of one epoch together cover the rows once
     train = 0.0
+    prompt_rows = n if cfg.algo.share_prompt else per_rows  # shared prompts run once per group
     for i, m in enumerate(models):
         mult = 3 + (1 if m.remat else 0)
-        train += mult * forward_flops(m, per_rows * T, T)
+        # prompts (shared per group or not) feed only the last position to the head; responses all N
+        fwd = forward_flops(m, prompt_rows * Pl, Pl, 0) + forward_flops(m, per_rows * N, T)
+        train += mult * fwd
         if i == 0 and cfg.algo.kl_coef > 0:
-            train += forward_flops(m, per_rows * T, T)
+            train += fwd
     train *= cfg.algo.ppo_epochs
     return {"sample": sample, "train": train, "total": sample + train}
 

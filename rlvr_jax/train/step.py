@@ -6,13 +6,15 @@ gradient accumulation (exact: each chunk's loss is weighted by its share of the 
 denominator). A non-finite loss or gradient skips the update, leaves the state as it was
 (bit-identical) and increments `state.nonfinite`.
 
-Batch fields (B rows = sequences, T = prompt + response - 1, inputs are tokens[:, :-1]):
-  tokens_BxT, positions_BxT, kv_mask_BxT  model inputs (left-padded prompt then response)
-  targets_BxT                             next tokens
-  mask_BxT                                1 where the target is a response token
+Batch fields (B rows = sequences in prompt-major groups of G = rollout.group_size, P prompt slots,
+N response slots):
+  prompt_BxP, prompt_mask_BxP             left-padded prompts (the same within a group)
+  response_BxN, mask_BxN                  response tokens and 1 where a token counts in the loss
   adv_B                                   advantage per sequence
-  logp_old_BxT, logp_sampler_BxT          rollout logprobs aligned with targets (policy at T=1, sampler)
+  logp_old_BxN, logp_sampler_BxN          rollout logprobs of the response tokens (policy at T=1, sampler)
   success_B, valid_B                      for the memory loss (memory.train_on) and padding rows
+With `algo.share_prompt` each group's prompt is run once per forward (see
+`response_logprobs_and_entropy`); micro-batches are made of whole groups.
 """
 from __future__ import annotations
 
@@ -23,13 +25,13 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
-from rlvr_jax.algos.logprobs import token_logprobs_and_entropy
+from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
 from rlvr_jax.train.state import TrainState, merge
 
-BATCH_KEYS = ("tokens_BxT", "positions_BxT", "kv_mask_BxT", "targets_BxT", "mask_BxT", "adv_B",
-              "logp_old_BxT", "logp_sampler_BxT", "success_B", "valid_B")
+BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
+              "logp_sampler_BxN", "success_B", "valid_B")
 
 
 def _tree_all_finite(tree) -> jax.Array:
@@ -43,53 +45,62 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
     mem_on = memory_graphdef is not None
     max_new = cfg.rollout.max_new_tokens
     M = algo.micro_batches
+    G = cfg.rollout.group_size if algo.share_prompt else 1  # rows per prompt the forward shares
 
-    def policy_loss(params, ref, mb, total_den):
+    def logprobs(model, mb):
+        return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
+                                             G, algo.logprob_chunk)
+
+    def policy_loss(params, ref, mb, totals):
+        """Loss of one micro-batch scaled by its share of the aggregation denominator; metrics scaled so
+        their sum over micro-batches is exact (token means by the share of tokens)."""
+        total_den, total_tokens = totals
         model = merge(policy_graphdef, params)
-        logp, ent = token_logprobs_and_entropy(model, mb["tokens_BxT"], mb["positions_BxT"], mb["kv_mask_BxT"],
-                                               mb["targets_BxT"], algo.logprob_chunk)
+        logp, ent = logprobs(model, mb)
         logp_ref = None
         if ref is not None:
-            ref_model = merge(policy_graphdef, jax.lax.stop_gradient(ref))
-            logp_ref, _ = token_logprobs_and_entropy(ref_model, mb["tokens_BxT"], mb["positions_BxT"],
-                                                     mb["kv_mask_BxT"], mb["targets_BxT"], algo.logprob_chunk)
-        mask = mb["mask_BxT"] & mb["valid_B"][:, None]
-        loss, metrics = policy_objective(logp, mb["logp_old_BxT"], mb["logp_sampler_BxT"], logp_ref,
+            logp_ref, _ = logprobs(merge(policy_graphdef, jax.lax.stop_gradient(ref)), mb)
+        mask = mb["mask_BxN"] & mb["valid_B"][:, None]
+        loss, metrics = policy_objective(logp, mb["logp_old_BxN"], mb["logp_sampler_BxN"], logp_ref,
                                          ent, mb["adv_B"], mask,
                                          algo, max_new_tokens=max_new)
         _, den = aggregate_parts(jnp.zeros_like(logp), mask, algo.loss_agg, norm_tokens_of(algo, max_new, mask))
         w = den / jnp.maximum(total_den, 1.0)
-        return loss * w, jax.tree.map(lambda m: m * w, metrics)
+        tw = jnp.sum(mask) / jnp.maximum(total_tokens, 1.0)
+        share = dict(pg_loss=w, agg_denominator=1.0)
+        return loss * w, {k: v * share.get(k, tw) for k, v in metrics.items()}
 
     def mem_loss(params, mb, total_tokens):
         """Memory CE of one micro-batch, weighted by its share of the selected tokens (exact accumulation)."""
-        model = merge(memory_graphdef, params)
-        logp, _ = token_logprobs_and_entropy(model, mb["tokens_BxT"], mb["positions_BxT"], mb["kv_mask_BxT"],
-                                             mb["targets_BxT"], algo.logprob_chunk)
-        loss, met = memory_loss(logp, mb["mask_BxT"], mb["success_B"], cfg.memory.train_on, mb["valid_B"])
+        logp, _ = logprobs(merge(memory_graphdef, params), mb)
+        loss, met = memory_loss(logp, mb["mask_BxN"], mb["success_B"], cfg.memory.train_on, mb["valid_B"])
         w = met["memory_tokens"] / jnp.maximum(total_tokens, 1.0)
         return loss * w, met
 
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
-        if B % M:
-            raise ValueError(f"config.algo.micro_batches: {M} does not divide the batch of {B} sequences")
-        mask_all = batch["mask_BxT"] & batch["valid_B"][:, None]
+        if B % (M * G):
+            raise ValueError(f"config.algo.micro_batches: {M} micro-batches of whole groups of {G} rows do not "
+                             f"split the batch of {B} sequences")
+        mask_all = batch["mask_BxN"] & batch["valid_B"][:, None]
         _, total_den = aggregate_parts(jnp.zeros(mask_all.shape, jnp.float32), mask_all, algo.loss_agg,
                                        norm_tokens_of(algo, max_new, mask_all))
+        totals = (total_den, jnp.sum(mask_all).astype(jnp.float32))
         mem_rows = batch["valid_B"]
-        mem_total = jnp.sum(batch["mask_BxT"] & memory_rollouts(batch["success_B"], batch["valid_B"],
+        mem_total = jnp.sum(batch["mask_BxN"] & memory_rollouts(batch["success_B"], batch["valid_B"],
                                                                 cfg.memory.train_on)[:, None]).astype(jnp.float32)
-        # micro-batch m takes rows m, m + M, m + 2M, ...: each micro-batch stays spread over the
+        # micro-batch m takes groups m, m + M, m + 2M, ...: each micro-batch stays spread over the
         # data-parallel devices instead of landing on one group of them
-        micro = jax.tree.map(lambda x: x.reshape(B // M, M, *x.shape[1:]).swapaxes(0, 1), batch)
+        micro = jax.tree.map(
+            lambda x: x.reshape(B // (M * G), M, G, *x.shape[1:]).swapaxes(0, 1).reshape(M, B // M, *x.shape[1:]),
+            batch)
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
         mgrad = jax.value_and_grad(mem_loss, has_aux=True)
 
         def body(carry, mb):
             g_p, g_m, loss_acc, met_acc, mloss_acc = carry
-            (loss, met), gp = pgrad(state.policy, state.ref, mb, total_den)
+            (loss, met), gp = pgrad(state.policy, state.ref, mb, totals)
             g_p = jax.tree.map(jnp.add, g_p, gp)
             met_acc = jax.tree.map(jnp.add, met_acc, met)
             if mem_on:
@@ -98,13 +109,18 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
                 mloss_acc = mloss_acc + ml
             return (g_p, g_m, loss_acc + loss, met_acc, mloss_acc), None
 
-        zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
-        zeros_m = jax.tree.map(jnp.zeros_like, state.memory) if mem_on else None
-        met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref,
-                                                  jax.tree.map(lambda x: x[0], micro), total_den)[1])
-        met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
-        carry0 = (zeros_p, zeros_m, jnp.zeros((), jnp.float32), met0, jnp.zeros((), jnp.float32))
-        (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
+        zero = jnp.zeros((), jnp.float32)
+        if M == 1:  # no accumulation buffers: two fewer passes over every gradient
+            (loss, metrics), g_p = pgrad(state.policy, state.ref, batch, totals)
+            (mloss, _), g_m = mgrad(state.memory, batch, mem_total) if mem_on else ((zero, None), None)
+        else:
+            zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
+            zeros_m = jax.tree.map(jnp.zeros_like, state.memory) if mem_on else None
+            met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref,
+                                                      jax.tree.map(lambda x: x[0], micro), totals)[1])
+            met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
+            carry0 = (zeros_p, zeros_m, zero, met0, zero)
+            (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
 
         ok = jnp.isfinite(loss) & _tree_all_finite(g_p)
         if mem_on:
@@ -137,26 +153,19 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
 
 
 def batch_from_rollout(rollout, adv_B, success_B, valid_B):
-    """Train-step batch from a sampler Rollout: prompt + response concatenated, targets shifted by one.
+    """Train-step batch from a sampler Rollout (rows stay in its prompt-major groups).
 
     logp_old is the rollout's `logp_policy` (the policy that sampled, at temperature 1), so no extra
     forward pass is spent recomputing it.
     """
-    tokens = jnp.concatenate([rollout.prompt_tokens_BxP, rollout.tokens_BxN], axis=1)
-    present = jnp.concatenate([rollout.prompt_mask_BxP.astype(bool), rollout.mask_BxN.astype(bool)], axis=1)
-    positions = jnp.maximum(jnp.cumsum(present, axis=1) - 1, 0).astype(jnp.int32)
-    P = rollout.prompt_tokens_BxP.shape[1]
-    B = tokens.shape[0]
-    pad = jnp.zeros((B, P - 1), jnp.float32)
     return dict(
-        tokens_BxT=tokens[:, :-1],
-        positions_BxT=positions[:, :-1],
-        kv_mask_BxT=present[:, :-1],
-        targets_BxT=tokens[:, 1:],
-        mask_BxT=jnp.concatenate([jnp.zeros((B, P - 1), bool), rollout.mask_BxN.astype(bool)], axis=1),
+        prompt_BxP=rollout.prompt_tokens_BxP.astype(jnp.int32),
+        prompt_mask_BxP=rollout.prompt_mask_BxP.astype(bool),
+        response_BxN=rollout.tokens_BxN.astype(jnp.int32),
+        mask_BxN=rollout.mask_BxN.astype(bool),
         adv_B=adv_B.astype(jnp.float32),
-        logp_old_BxT=jnp.concatenate([pad, rollout.logp_policy_BxN.astype(jnp.float32)], axis=1),
-        logp_sampler_BxT=jnp.concatenate([pad, rollout.logp_sampler_BxN.astype(jnp.float32)], axis=1),
+        logp_old_BxN=rollout.logp_policy_BxN.astype(jnp.float32),
+        logp_sampler_BxN=rollout.logp_sampler_BxN.astype(jnp.float32),
         success_B=success_B.astype(bool),
         valid_B=valid_B.astype(bool),
     )

@@ -124,3 +124,54 @@ def test_no_full_float32_logits_forward_and_backward():
 def test_bad_chunk():
     with pytest.raises(ValueError, match="config.algo.logprob_chunk"):
         chunked_logprobs_and_entropy(lambda h: h, jnp.zeros((1, 4, 2)), jnp.zeros((1, 4), jnp.int32), 0)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_response_logprobs_shared_prompt_match_full_forward(remat):
+    """response_logprobs_and_entropy, prompt shared by groups of 3 (KV cache repeated) and per row (group 1),
+    against the unchunked full forward over prompt + response: values and gradients."""
+    from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
+    model = create(tiny("llama", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
+                        num_layers=2, remat=remat), seed=2)
+    G, U, P, N = 3, 2, 6, 5
+    rng = np.random.default_rng(5)
+    prompt = np.repeat(rng.integers(1, V, (U, P)), G, 0).astype(np.int32)
+    pmask = np.ones((U * G, P), bool)
+    pmask[G:, :2] = False  # the second prompt is left-padded by 2
+    prompt[~pmask] = 0
+    resp = rng.integers(1, V, (U * G, N)).astype(np.int32)
+    graphdef, params = nnx.split(model)
+    tokens = np.concatenate([prompt, resp], 1)
+    present = np.concatenate([pmask, np.ones_like(resp, bool)], 1)
+    pos = np.maximum(np.cumsum(present, 1) - 1, 0)
+
+    def loss(p, version):
+        m = nnx.merge(graphdef, p)
+        if version == "reference":
+            lp, ent = token_logprobs_and_entropy_reference(m, tokens[:, :-1], pos[:, :-1], present[:, :-1],
+                                                           tokens[:, 1:])
+            lp, ent = lp[:, P - 1:], ent[:, P - 1:]
+        else:
+            lp, ent = response_logprobs_and_entropy(m, prompt, pmask, resp, version, 4)
+        w = jnp.linspace(0.5, 1.5, U * G * N).reshape(U * G, N)  # rows weighted differently
+        return jnp.sum(lp * w) + 0.3 * jnp.sum(ent), (lp, ent)
+
+    out = jax.jit(lambda p: [jax.value_and_grad(lambda q: loss(q, v), has_aux=True)(p)
+                             for v in ("reference", 1, G)])(params)
+    (_, (lp_ref, e_ref)), g_ref = out[0]
+    for (_, (lp, e)), g in out[1:]:
+        assert lp.shape == (U * G, N)
+        np.testing.assert_allclose(np.asarray(lp), np.asarray(lp_ref), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(e), np.asarray(e_ref), atol=1e-5, rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+            scale = float(np.max(np.abs(np.asarray(b)))) + 1e-6
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5 * scale)
+
+
+def test_response_logprobs_rejects_partial_groups():
+    from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
+    model = create(tiny("llama", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
+                        num_layers=1), seed=0)
+    with pytest.raises(ValueError, match="groups of 3"):
+        response_logprobs_and_entropy(model, jnp.ones((4, 3), jnp.int32), jnp.ones((4, 3), bool),
+                                      jnp.ones((4, 2), jnp.int32), 3, 4)

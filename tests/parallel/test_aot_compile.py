@@ -79,7 +79,8 @@ def test_flops_match_closed_form_and_compiler(report):
     from rlvr_jax.parallel.aot import forward_flops, policy_model_config
     pc = policy_model_config(_small_cfg())
     T = 8 + 8 - 1
-    train = 3 * forward_flops(pc, 8 * T, T)
+    # the 4 prompts run once each (shared by their group of 2), no LM head; the 8 responses attend T slots
+    train = 3 * (forward_flops(pc, 4 * 8, 8, 0) + forward_flops(pc, 8 * 8, T))
     assert report["flops_per_step"]["train"] == pytest.approx(train)
     # XLA's count of the same update (all chips) agrees with the analytic one within 25%
     xla = report["train_step"]["xla_flops_per_chip"] * report["target"]["chips"]

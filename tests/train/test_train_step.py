@@ -14,12 +14,13 @@ from rlvr_jax.models import create, memory_config, tiny
 from rlvr_jax.train.state import init_state, make_optimizers, train_state_shardings
 from rlvr_jax.train.step import make_train_step
 
-P, N, B = 5, 6, 8
+P, N, B, G = 5, 6, 8, 2
 
 
 def _cfg(**algo):
     cfg = base_config()
     cfg.rollout.max_new_tokens = N
+    cfg.rollout.group_size = G
     cfg.optim.learning_rate = 1e-3
     cfg.memory.enabled = True
     for k, v in algo.items():
@@ -28,24 +29,21 @@ def _cfg(**algo):
 
 
 def _batch(seed=0, vocab=96):
+    """B rows in groups of G sharing a left-padded prompt; responses of random lengths, pad 0 after them."""
     rng = np.random.default_rng(seed)
-    pad = rng.integers(0, 3, B)
-    plen = rng.integers(2, N + 1, B)
-    tokens = rng.integers(1, vocab, (B, P + N)).astype(np.int32)
-    present = np.ones((B, P + N), bool)
-    resp = np.zeros((B, P + N), bool)
-    for b in range(B):
-        present[b, :pad[b]] = False
-        tokens[b, :pad[b]] = 0
-        present[b, P + plen[b]:] = False
-        resp[b, P:P + plen[b]] = True
-    pos = np.maximum(np.cumsum(present, 1) - 1, 0).astype(np.int32)
+    prompt = rng.integers(1, vocab, (B // G, P)).astype(np.int32)
+    pmask = np.ones((B // G, P), bool)
+    for u, pad in enumerate(rng.integers(0, 3, B // G)):
+        prompt[u, :pad], pmask[u, :pad] = 0, False
+    resp = rng.integers(1, vocab, (B, N)).astype(np.int32)
+    rmask = np.arange(N)[None] < rng.integers(2, N + 1, B)[:, None]
+    resp[~rmask] = 0
     return dict(
-        tokens_BxT=jnp.asarray(tokens[:, :-1]), positions_BxT=jnp.asarray(pos[:, :-1]),
-        kv_mask_BxT=jnp.asarray(present[:, :-1]), targets_BxT=jnp.asarray(tokens[:, 1:]),
-        mask_BxT=jnp.asarray(resp[:, 1:]), adv_B=jnp.asarray(rng.normal(size=B), jnp.float32),
-        logp_old_BxT=jnp.asarray(-rng.uniform(3, 6, (B, P + N - 1)), jnp.float32),
-        logp_sampler_BxT=jnp.asarray(-rng.uniform(3, 6, (B, P + N - 1)), jnp.float32),
+        prompt_BxP=jnp.asarray(np.repeat(prompt, G, 0)), prompt_mask_BxP=jnp.asarray(np.repeat(pmask, G, 0)),
+        response_BxN=jnp.asarray(resp), mask_BxN=jnp.asarray(rmask),
+        adv_B=jnp.asarray(rng.normal(size=B), jnp.float32),
+        logp_old_BxN=jnp.asarray(-rng.uniform(3, 6, (B, N)), jnp.float32),
+        logp_sampler_BxN=jnp.asarray(-rng.uniform(3, 6, (B, N)), jnp.float32),
         success_B=jnp.asarray(rng.integers(0, 2, B).astype(bool)), valid_B=jnp.ones(B, bool))
 
 
@@ -91,12 +89,28 @@ def test_micro_batching_is_exact(agg):
         state, step = _setup(cfg)
         new, met = jax.jit(step)(state, _batch(1))
         outs.append((new, met))
-    np.testing.assert_allclose(float(outs[0][1]["loss"]), float(outs[1][1]["loss"]), rtol=1e-5, atol=1e-7)
+    for k in ("loss", "pg_loss", "entropy", "ratio_mean", "clip_frac_high", "agg_denominator"):
+        np.testing.assert_allclose(float(outs[0][1][k]), float(outs[1][1][k]), rtol=1e-5, atol=1e-7, err_msg=k)
     for a, b in zip(_leaves(outs[0][0].policy), _leaves(outs[1][0].policy)):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(float(outs[0][1]["memory_loss"]), float(outs[1][1]["memory_loss"]), rtol=1e-5)
     for a, b in zip(_leaves(outs[0][0].memory), _leaves(outs[1][0].memory)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_shared_prompt_step_equals_full_forward_step():
+    """The shared-prompt forward (each group's prompt once, KV repeated) gives the same loss, metrics and
+    update as one full forward per row, for the policy and the memory network, with micro-batching."""
+    outs = []
+    for share in (False, True):
+        cfg = _cfg(loss_agg="seq_mean_token_mean", share_prompt=share, micro_batches=2, entropy_coef=0.01)
+        state, step = _setup(cfg)
+        outs.append(jax.jit(step)(state, _batch(4)))
+    (full, mf), (shared, ms) = outs
+    for k in ("loss", "grad_norm", "memory_loss", "memory_grad_norm", "entropy"):
+        np.testing.assert_allclose(float(ms[k]), float(mf[k]), rtol=2e-5, err_msg=k)
+    for a, b in zip(_leaves(full.policy) + _leaves(full.memory), _leaves(shared.policy) + _leaves(shared.memory)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_nan_skips_update_bit_identically():
