@@ -3,7 +3,8 @@
 A [B, T, V] float32 logits tensor is 4.9 GB for B = 8, T = 1024, V = 151936, so the model is
 run once for its final hidden states and `model.project` is applied to one sequence chunk at a
 time inside `lax.map`; each chunk body is rematerialised (`jax.checkpoint`), so the backward pass
-also keeps only the hidden states and recomputes one chunk's logits at a time. The softmax is
+also keeps only the hidden states and recomputes one chunk's logits at a time. A sequence that fits
+in one chunk is projected directly (its logits are kept for the backward pass instead of recomputed). The softmax is
 always taken in float32, whatever the compute dtype (bf16 hidden states and logits work).
 """
 from __future__ import annotations
@@ -32,7 +33,9 @@ def chunked_logprobs_and_entropy(project, hidden_BxTxD, targets_BxT, chunk: int)
     if chunk <= 0:
         raise ValueError(f"config.algo.logprob_chunk: {chunk} must be > 0")
     B, T, D = hidden_BxTxD.shape
-    C = min(chunk, T)
+    if T <= chunk:  # one chunk: no map, and no recompute of the LM head in the backward pass
+        return logprobs_from_logits(project(hidden_BxTxD), targets_BxT)
+    C = chunk
     n = -(-T // C)
     pad = n * C - T
     h = jnp.pad(hidden_BxTxD, ((0, 0), (0, pad), (0, 0)))

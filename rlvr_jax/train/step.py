@@ -34,11 +34,6 @@ BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_
               "logp_sampler_BxN", "success_B", "valid_B")
 
 
-def _tree_all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
 def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx):
     """A pure train_step(state, batch) for these model structures and this config."""
     algo = cfg.algo
@@ -122,9 +117,12 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
             carry0 = (zeros_p, zeros_m, zero, met0, zero)
             (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
 
-        ok = jnp.isfinite(loss) & _tree_all_finite(g_p)
+        # a NaN or inf anywhere in a gradient makes its global norm non-finite: one pass, shared with the metric
+        grad_norm = optax.global_norm(g_p)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         if mem_on:
-            ok = ok & jnp.isfinite(mloss) & _tree_all_finite(g_m)
+            memory_grad_norm = optax.global_norm(g_m)
+            ok = ok & jnp.isfinite(mloss) & jnp.isfinite(memory_grad_norm)
         upd_p, new_popt = policy_tx.update(g_p, state.policy_opt, state.policy)
         new_policy = optax.apply_updates(state.policy, upd_p)
         if mem_on:
@@ -143,10 +141,10 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
             nonfinite=state.nonfinite + (~ok).astype(jnp.int32),
         )
         metrics = dict(metrics)
-        metrics.update(loss=loss, grad_norm=optax.global_norm(g_p), update_skipped=(~ok).astype(jnp.float32),
+        metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
         if mem_on:
-            metrics.update(memory_loss=mloss, memory_grad_norm=optax.global_norm(g_m))
+            metrics.update(memory_loss=mloss, memory_grad_norm=memory_grad_norm)
         return new_state, metrics
 
     return train_step
