@@ -80,10 +80,23 @@ def compile_main(argv=None):
         flags.DEFINE_string("topology", "", "abstract TPU topology, e.g. v5p:4x4x4 (needs libtpu); "
                             "empty: the local devices", flag_values=fv)
         flags.DEFINE_string("out", "", "write the report as JSON here", flag_values=fv)
+        flags.DEFINE_string("layers", "", "compile at two depths, e.g. 2,4, and extrapolate to the real one "
+                            "(fast on small machines; default: $RLVR_AOT_LAYERS or the full depth)", flag_values=fv)
+        flags.DEFINE_bool("analytic", False, "compile nothing: exact bytes/FLOPs from shapes, closed-form "
+                          "activations (default: $RLVR_AOT_MODE=analytic)", flag_values=fv)
     cfg, fv = _parse(argv or sys.argv, [topo])
     from rlvr_jax.parallel import aot
     try:
-        aot.run(cfg, topology=fv.topology or None, out=fv.out or None)
+        layers = None
+        if fv.layers:
+            try:
+                layers = tuple(int(x) for x in fv.layers.split(","))
+            except ValueError:
+                layers = ()
+            if len(layers) != 2 or not 0 < layers[0] < layers[1]:
+                raise ConfigError(f"--layers: {fv.layers!r} must be two increasing layer counts, e.g. 2,4")
+        aot.run(cfg, topology=fv.topology or None, out=fv.out or None, layers=layers,
+                analytic=True if fv.analytic else None)
     except ConfigError as e:
         _die("rlvr-compile", str(e))
 
