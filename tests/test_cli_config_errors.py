@@ -95,3 +95,13 @@ def test_every_default_validates_and_help_lists_fields():
         c = base_config()
         c.train.steps = 0
         validate(c)
+
+
+@pytest.mark.parametrize("layers", ["4,2", "2", "a,b", "0,2"])
+def test_compile_layers_flag_one_line_exit_2(layers, capsys):
+    """rlvr-compile --layers must be two increasing positive depths; checked before anything compiles."""
+    with pytest.raises(SystemExit) as e:
+        cli.compile_main(["rlvr-compile", "--config", DEMO, f"--layers={layers}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--layers" in err and "Traceback" not in err, err
