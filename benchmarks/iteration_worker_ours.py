@@ -62,7 +62,8 @@ def main(folder):
     del policy
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=(), pad_id=tok.pad_token_id)
     sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
-    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0, out_shardings=(shardings, None))
+    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx, parallel.batch_shards(mesh, parallel.TRAIN_RULES)),
+                         donate_argnums=0, out_shardings=(shardings, None))
     adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
     G, n = C.G, C.PROMPTS_PER_STEP
     gate = C.Gate()

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 
 import jax
@@ -28,7 +29,7 @@ from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.parallel.aot_report import format_report, format_sweep, suggestions
 from rlvr_jax.parallel.mesh import AXES, resolve_sizes
 from rlvr_jax.parallel.rules import TRAIN_RULES, rules_for
-from rlvr_jax.parallel.sharding import batch_sharding, logical_to_spec, state_shardings
+from rlvr_jax.parallel.sharding import batch_sharding, batch_shards, logical_to_spec, state_shardings
 from rlvr_jax.parallel.topologies import chip_of_device, slice_name, topology_devices
 
 _KV = ("batch", "length", "kv_heads", "head_dim")
@@ -207,7 +208,7 @@ def compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx):
     st_sh = train_state_shardings(state, mesh, TRAIN_RULES)
     batch = abstract_batch(cfg)
     b_sh = _batch_shardings(batch, mesh, TRAIN_RULES)
-    step = make_train_step(pg, mg, cfg, ptx, mtx)
+    step = make_train_step(pg, mg, cfg, ptx, mtx, batch_shards(mesh, TRAIN_RULES))
     t0 = time.time()
     fn = jax.jit(step, in_shardings=(st_sh, b_sh), out_shardings=(st_sh, None), donate_argnums=0)
     compiled = fn.lower(_with(state, st_sh), _with(batch, b_sh)).compile()
@@ -258,15 +259,37 @@ def target_for(topology: str | None) -> Target:
     return Target(list(devs), topo, chip)
 
 
+_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)")
+
+
+def _compile_or_oom(fn):
+    """Runs a compile; a TPU compiler out-of-HBM error becomes (None, {"temp": bytes it asked for, "oom": msg})."""
+    t0 = time.time()
+    try:
+        compiled, _, secs = fn()
+    except jax.errors.JaxRuntimeError as e:
+        msg = str(e)
+        m = _OOM.search(msg)
+        if "RESOURCE_EXHAUSTED" not in msg or m is None:
+            raise
+        temp = float(m.group(1)) * 1024 ** " KMGT".index(m.group(2))
+        return None, {"temp": int(temp), "oom": msg.splitlines()[0][:300]}, time.time() - t0
+    return compiled, _memory(compiled), secs
+
+
 def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True) -> dict:
-    """What only the compiler knows, for these model configs: memory analyses, XLA FLOPs, compile times."""
+    """What only the compiler knows, for these model configs: memory analyses, XLA FLOPs, compile times.
+
+    A program the TPU compiler refuses for lack of HBM is reported with the temporaries it asked for
+    (and an "oom" message), so the plan says "does not fit" with numbers instead of failing.
+    """
     state, pg, mg, ptx, mtx = abstract_train(cfg, pc, mc)
-    compiled, _, t_train = compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx)
-    out = {"train": _memory(compiled), "xla_flops": _cost(compiled), "train_s": t_train}
+    compiled, mem, t_train = _compile_or_oom(lambda: compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx))
+    out = {"train": mem, "xla_flops": None if compiled is None else _cost(compiled), "train_s": t_train}
     del compiled
     if sampler:
-        compiled, _, t_sample = compile_sampler(cfg, mesh, state, pg, mg, pc)
-        out.update(sample=_memory(compiled), sample_s=t_sample)
+        compiled, mem, t_sample = _compile_or_oom(lambda: compile_sampler(cfg, mesh, state, pg, mg, pc))
+        out.update(sample=mem, sample_s=t_sample)
         del compiled
     return out
 
@@ -278,14 +301,29 @@ def _at_depth(pc, mc, layers: int):
 
 
 def extrapolate(lo: dict, hi: dict, l_lo: int, l_hi: int, L: int) -> dict:
-    """Affine extrapolation in the layer count of every number of two `compile_numbers` results."""
-    def one(a, b):
-        if isinstance(a, dict):
-            return {k: one(a[k], b[k]) for k in a}
+    """Affine extrapolation in the layer count of every number of two `compile_numbers` results.
+
+    A number that shrinks from l_lo to l_hi layers (the compiler reused buffers differently) is not
+    extrapolated: the l_hi value is kept and its path listed under "not_affine", so no plan ever shows
+    a negative or shrinking memory figure. Messages (strings) are taken from whichever side has one.
+    """
+    not_affine = []
+
+    def one(a, b, path):
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a or {}, b or {}
+            return {k: one(a.get(k), b.get(k), path + (k,)) for k in {**a, **b}}
+        if isinstance(a, str) or isinstance(b, str):
+            return b if isinstance(b, str) else a
         if a is None or b is None:
             return None
+        if b < a:
+            not_affine.append(".".join(path))
+            return b
         return a + (b - a) * (L - l_lo) / (l_hi - l_lo)
-    return one(lo, hi)
+    out = one(lo, hi, ())
+    out["not_affine"] = not_affine
+    return out
 
 
 def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] | None = None,
@@ -342,13 +380,16 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         "method": ("analytic estimate, nothing compiled" if analytic else
                    "compiled at full depth" if layers is None else
                    f"compiled at {layers[0]} and {layers[1]} layers, compiler numbers extrapolated affinely to "
-                   f"{pc.num_layers} layers"),
+                   f"{pc.num_layers} layers" + (f" (not affine, shown at {layers[1]} layers: "
+                                                f"{', '.join(nums['not_affine'])})" if nums.get("not_affine") else "")),
         "bytes_per_chip": {"params": params_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
                            "train_temp": train_mem.get("temp"), "kv_cache": kv_b},
         "train_step": {"memory": train_mem, "compile_s": round(nums["train_s"], 1),
                        "xla_flops_per_chip": nums["xla_flops"]},
     }
-    peak_train = train_mem.get("peak", state_b)
+    peak_train = train_mem.get("peak") or state_b + (train_mem.get("temp") or 0)
+    if train_mem.get("oom"):  # the compiler refused the step: its temporaries alone exceed HBM
+        peak_train = max(peak_train, state_b + train_mem["temp"])
     peak_sample = None
     sample_param_b = chip_bytes(state.policy, state_shardings(state.policy, mesh, rules)) + (
         chip_bytes(state.memory, state_shardings(state.memory, mesh, rules)) if state.memory is not None else 0)
@@ -358,7 +399,7 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         # sampling runs while the train state stays resident; the sample-layout params are a second copy
         # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
         # (small buffers may sit in on-chip VMEM and escape the temp count: never count less than the KV caches)
-        peak_sample = state_b + copy + max(smem.get("temp", 0), kv_b) + smem.get("output", 0)
+        peak_sample = state_b + copy + max(smem.get("temp") or 0, kv_b) + (smem.get("output") or 0)
         report["sampler"] = {"memory": smem, "compile_s": round(nums["sample_s"], 1), "sample_params_copy": copy}
         report["bytes_per_chip"]["sample_temp"] = smem.get("temp")
     flops = step_flops(cfg, pc, mc)

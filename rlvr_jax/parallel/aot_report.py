@@ -50,6 +50,10 @@ def format_report(rep: dict) -> str:
              f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
     if "extrapolated" in rep.get("method", "") or "analytic" in rep.get("method", ""):
         lines.append(f"   (!) {rep['method']}")
+    for phase in ("train_step", "sampler"):
+        oom = (rep.get(phase) or {}).get("memory", {}).get("oom")
+        if oom:
+            lines.append(f"   (!) {phase.replace('_', ' ')}: the TPU compiler ran out of HBM: {oom}")
     rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"]),
             ("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
             ("sampler temp (incl. KV caches)", b.get("sample_temp")),

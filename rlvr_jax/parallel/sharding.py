@@ -74,6 +74,18 @@ def batch_sharding(mesh: Mesh, rules: dict, ndim: int) -> NamedSharding:
     return NamedSharding(mesh, P(axes, *([None] * (ndim - 1))))
 
 
+def batch_shards(mesh: Mesh | None, rules: dict) -> int:
+    """How many devices the leading (batch) axis is split over under `rules` (1 without a mesh)."""
+    if mesh is None:
+        return 1
+    axes = rules.get("batch")
+    axes = (axes,) if isinstance(axes, str) else (axes or ())
+    n = 1
+    for a in axes:
+        n *= mesh.shape.get(a, 1)
+    return n
+
+
 def shard_batch(x, mesh: Mesh, rules: dict):
     """device_put a host batch with its leading axis over the data axes (replicated if not divisible)."""
     def one(a):

@@ -105,7 +105,7 @@ def run_token_task(cfg, built, mesh) -> dict:
     pool_batch = task.sample(np.random.default_rng(cfg.train.seed), cfg.data.size)
     pool = query_pool(pool_batch)
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
-    train_step = make_train_step(pg, mg, cfg, ptx, mtx)
+    train_step = make_train_step(pg, mg, cfg, ptx, mtx, parallel.batch_shards(mesh, rules))
     K = cfg.train.iterations_per_call
     iteration = make_iteration(task, cfg, pg, mg, train_step, scfg)
     run_k = jax.jit(make_multi_iteration(iteration, K), donate_argnums=0,

@@ -34,15 +34,28 @@ BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_
               "logp_sampler_BxN", "success_B", "valid_B")
 
 
-def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx):
-    """A pure train_step(state, batch) for these model structures and this config."""
+def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx, batch_shards: int = 1):
+    """A pure train_step(state, batch) for these model structures and this config.
+
+    batch_shards: how many devices the batch rows are split over (`parallel.batch_shards(mesh, rules)`).
+    The shared-prompt forward is used when every shard holds whole groups of each micro-batch; when a
+    group spans devices (fewer rows per device than G), each row runs its own prompt instead, which
+    costs no cross-device traffic and keeps the prompt work spread over all devices.
+    """
     algo = cfg.algo
     mem_on = memory_graphdef is not None
     max_new = cfg.rollout.max_new_tokens
     M = algo.micro_batches
-    G = cfg.rollout.group_size if algo.share_prompt else 1  # rows per prompt the forward shares
+    group = cfg.rollout.group_size
+
+    def share_groups(rows_per_micro_batch: int) -> int:
+        """Rows per prompt the forward shares (1: no sharing)."""
+        if algo.share_prompt and group > 1 and rows_per_micro_batch % (batch_shards * group) == 0:
+            return group
+        return 1
 
     def logprobs(model, mb):
+        G = share_groups(mb["adv_B"].shape[0])
         return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
                                              G, algo.logprob_chunk)
 
@@ -74,6 +87,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx)
 
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
+        G = group if algo.share_prompt and B % (M * group) == 0 else 1  # micro-batches of whole groups
         if B % (M * G):
             raise ValueError(f"config.algo.micro_batches: {M} micro-batches of whole groups of {G} rows do not "
                              f"split the batch of {B} sequences")

@@ -74,7 +74,8 @@ def run_text(cfg, built, mesh) -> dict:
 
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
     sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
-    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0, out_shardings=(shardings, None))
+    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx, parallel.batch_shards(mesh, parallel.TRAIN_RULES)),
+                         donate_argnums=0, out_shardings=(shardings, None))
     adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
     reward_fn = make_reward_fn(cfg)
     E, MB = cfg.algo.ppo_epochs, cfg.algo.mini_batches

@@ -47,7 +47,7 @@ def _batch(seed=0, vocab=96):
         success_B=jnp.asarray(rng.integers(0, 2, B).astype(bool)), valid_B=jnp.ones(B, bool))
 
 
-def _setup(cfg, kl=False, adam=False):
+def _setup(cfg, kl=False, adam=False, batch_shards=1):
     """Plain SGD by default, so parameter comparisons measure gradients (Adam's first step is
     sign(g) * lr and amplifies float noise on near-zero gradients)."""
     pcfg = tiny("qwen2", vocab_size=96, num_layers=1)
@@ -55,7 +55,7 @@ def _setup(cfg, kl=False, adam=False):
     memory = create(memory_config(pcfg, width_ratio=0.5, num_layers=1), seed=1)
     ptx, mtx = make_optimizers(cfg, 10) if adam else (optax.sgd(0.1), optax.sgd(0.1))
     state, pg, mg = init_state(policy, memory, ptx, mtx, seed=0, keep_reference=kl)
-    step = make_train_step(pg, mg, cfg, ptx, mtx)
+    step = make_train_step(pg, mg, cfg, ptx, mtx, batch_shards)
     return state, step
 
 
@@ -139,8 +139,11 @@ def test_sharded_step_equals_single_device(reference_run, shape):
     cfg, state, _, _ = reference_run
     mesh = parallel.make_mesh(shape=shape)
     rules = parallel.TRAIN_RULES
-    state0, sgd_step = _setup(cfg)
-    ref_new, ref_met = jax.jit(sgd_step)(state0, _batch())
+    state0, ref_step = _setup(cfg)
+    ref_new, ref_met = jax.jit(ref_step)(state0, _batch())
+    # groups of G = 2 rows: shared prompts where each device holds whole groups ((2,2,2): 2 rows per batch
+    # shard, (1,2,4): 4), one forward per row where a group spans devices ((8,1,1): 1 row per shard)
+    _, sgd_step = _setup(cfg, batch_shards=parallel.batch_shards(mesh, rules))
     shardings = train_state_shardings(state0, mesh, rules)
     st = jax.device_put(state0, shardings)
     assert any(s.spec != jax.sharding.PartitionSpec() for s in jax.tree.leaves(shardings.policy)) or shape[1:] == (1, 1)
