@@ -107,19 +107,25 @@ def main():
     work = os.path.join(args.out, "runs")
     os.makedirs(work, exist_ok=True)
     todo = [(m, g) for m in args.models.split(",") for g in args.gens.split(",")]
-    with cf.ThreadPoolExecutor(args.jobs) as ex:
-        rows = list(ex.map(lambda mg: one(*mg, work), todo))
-    with open(os.path.join(args.out, "paper_table.json"), "w") as f:
-        json.dump(rows, f, indent=1)
     gens = args.gens.split(",")
+    rows = []
+    with cf.ThreadPoolExecutor(args.jobs) as ex:
+        for fut in cf.as_completed([ex.submit(one, m, g, work) for m, g in todo]):
+            rows.append(fut.result())
+            write_table(rows, args.models.split(","), gens, args.out)  # after every cell: partial runs keep theirs
+    print(open(os.path.join(args.out, "paper_table.md")).read())
+
+
+def write_table(rows: list[dict], models: list[str], gens: list[str], out: str):
+    with open(os.path.join(out, "paper_table.json"), "w") as f:
+        json.dump(rows, f, indent=1)
     lines = ["| model | " + " | ".join(gens) + " |", "|---" * (len(gens) + 1) + "|"]
-    for m in args.models.split(","):
-        cells = [cell(next(r for r in rows if r["model"] == m and r["gen"] == g)) for g in gens]
+    for m in models:
+        done = {r["gen"]: r for r in rows if r["model"] == m}
+        cells = [cell(done[g]) if g in done else "not run" for g in gens]
         lines.append(f"| Qwen3-{m.upper()} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    with open(os.path.join(args.out, "paper_table.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    with open(os.path.join(out, "paper_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
 
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
-        G = group if algo.share_prompt and B % (M * group) == 0 else 1  # micro-batches of whole groups
+        # micro-batches of whole groups when the forward shares prompts, else of strided rows: either way
+        # every micro-batch stays spread evenly over the devices holding the batch
+        G = share_groups(B // M) if B % M == 0 else 1
         if B % (M * G):
             raise ValueError(f"config.algo.micro_batches: {M} micro-batches of whole groups of {G} rows do not "
                              f"split the batch of {B} sequences")
@@ -98,8 +100,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         mem_rows = batch["valid_B"]
         mem_total = jnp.sum(batch["mask_BxN"] & memory_rollouts(batch["success_B"], batch["valid_B"],
                                                                 cfg.memory.train_on)[:, None]).astype(jnp.float32)
-        # micro-batch m takes groups m, m + M, m + 2M, ...: each micro-batch stays spread over the
-        # data-parallel devices instead of landing on one group of them
+        # micro-batch m takes groups (rows when G = 1) m, m + M, m + 2M, ...
         micro = jax.tree.map(
             lambda x: x.reshape(B // (M * G), M, G, *x.shape[1:]).swapaxes(0, 1).reshape(M, B // M, *x.shape[1:]),
             batch)
