@@ -259,7 +259,9 @@ def target_for(topology: str | None) -> Target:
     return Target(list(devs), topo, chip)
 
 
-_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)")
+# the two ways libtpu words an out-of-HBM compile ("... HLO temporaries (24.67G) exceeds ..." and
+# "Ran out of memory in memory space hbm. Used 16.27G of 15.75G hbm")
+_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)|memory space hbm\. Used ([\d.]+)([KMGT]) of")
 
 
 def _compile_or_oom(fn):
@@ -270,9 +272,10 @@ def _compile_or_oom(fn):
     except jax.errors.JaxRuntimeError as e:
         msg = str(e)
         m = _OOM.search(msg)
-        if "RESOURCE_EXHAUSTED" not in msg or m is None:
+        if m is None:
             raise
-        temp = float(m.group(1)) * 1024 ** " KMGT".index(m.group(2))
+        num, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        temp = float(num) * 1024 ** " KMGT".index(unit)
         return None, {"temp": int(temp), "oom": msg.splitlines()[0][:300]}, time.time() - t0
     return compiled, _memory(compiled), secs
 

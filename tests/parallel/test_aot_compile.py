@@ -146,6 +146,12 @@ def test_compiler_out_of_hbm_becomes_numbers():
     compiled, mem, _ = _compile_or_oom(refuse)
     assert compiled is None and mem["temp"] == int(54.45 * 2**30) and "54.45G" in mem["oom"]
 
+    def refuse_total():
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in "
+                                         "memory space hbm. Used 16.27G of 15.75G hbm. Exceeded hbm capacity by 538.42M.")
+    compiled, mem, _ = _compile_or_oom(refuse_total)
+    assert compiled is None and mem["temp"] == int(16.27 * 2**30)
+
     def other():
         raise jax.errors.JaxRuntimeError("INTERNAL: something else")
     with pytest.raises(jax.errors.JaxRuntimeError):
