@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlvr_jax.models.transformer import init_cache
+from rlvr_jax.models.transformer import init_cache, prompt_positions
 
 
 def logprobs_from_logits(logits_BxTxV, targets_BxT):
@@ -61,11 +61,6 @@ def token_logprobs_and_entropy(model, tokens_BxT, positions_BxT, kv_mask_BxT, ta
     """
     hidden, _ = model(tokens_BxT, positions_BxT, kv_mask_BxS=kv_mask_BxT, return_hidden=True)
     return chunked_logprobs_and_entropy(model.project, hidden, targets_BxT, chunk)
-
-
-def prompt_positions(prompt_mask_BxP):
-    """RoPE positions of left-padded prompts: 0 at the first real token (padding gets 0 too)."""
-    return jnp.maximum(jnp.cumsum(prompt_mask_BxP.astype(jnp.int32), axis=-1) - 1, 0)
 
 
 def _one_per_group(x, group: int):

@@ -25,6 +25,11 @@ def cache_length(cache: KVCache) -> int:
     return cache[0][0].shape[CACHE_LEN_AXIS]
 
 
+def prompt_positions(prompt_mask_BxP):
+    """RoPE positions of left-padded prompts: 0 at the first real token (padding gets 0 too)."""
+    return jnp.maximum(jnp.cumsum(prompt_mask_BxP.astype(jnp.int32), axis=-1) - 1, 0)
+
+
 class Transformer(nnx.Module):
     """Token ids -> next-token logits (or final hidden states)."""
 

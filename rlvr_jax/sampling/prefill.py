@@ -9,12 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlvr_jax.models.transformer import CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache  # noqa: F401
-
-
-def prompt_positions(prompt_mask_BxP):
-    """RoPE positions of left-padded prompts: 0 at the first real token (padding gets 0 too)."""
-    return jnp.maximum(jnp.cumsum(prompt_mask_BxP.astype(jnp.int32), axis=-1) - 1, 0)
+from rlvr_jax.models.transformer import (CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache,  # noqa: F401
+                                         prompt_positions)
 
 
 def prefill(model, prompts_BxP, prompt_mask_BxP, big_cache, num_samples: int, constrain=lambda x, names: x):
