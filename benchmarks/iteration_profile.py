@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
 
 import iteration_common as C  # noqa: E402
 from iteration_worker_ours import bench_config, encode  # noqa: E402
@@ -31,18 +30,10 @@ from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
 from rlvr_jax.algos.logprobs import response_logprobs_and_entropy  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
 from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from rlvr_jax.parallel.accounting import forward_flops  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
 from rlvr_jax.train.state import init_state, make_optimizers, merge  # noqa: E402
 from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
-
-
-def forward_flops(mc, tokens: int, ctx: int, lm_tokens: int) -> float:
-    """2 x (matmul params) per token + attention scores/values over `ctx` keys + the LM head on lm_tokens."""
-    d, f, L, hd = mc.hidden_size, mc.intermediate_size, mc.num_layers, mc.head_dim_
-    qkvo = d * hd * (2 * mc.num_heads + 2 * mc.num_kv_heads)
-    body = L * (qkvo + 3 * d * f)
-    attn = L * 2 * mc.num_heads * hd * ctx
-    return 2.0 * tokens * (body + attn) + 2.0 * lm_tokens * d * mc.vocab_size
 
 
 def timed(fn, *a):

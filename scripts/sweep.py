@@ -420,7 +420,7 @@ def main(argv=None) -> dict:
     res0 = evaluator(pg, base_params)
     base_eval = {"headline": evaluation.headline(res0, ks), "pass@k": res0["pass@k"], "modes": res0.get("modes"),
                  "curve": res0["curve"]}
-    tqdm.write(f"base policy: " + ", ".join(f"{k}={v:.3f}" for k, v in base_eval["headline"].items()))
+    tqdm.write("base policy: " + ", ".join(f"{k}={v:.3f}" for k, v in base_eval["headline"].items()))
 
     bar = tqdm(total=len(methods) * len(seeds) * steps, desc="sweep", unit="step", dynamic_ncols=True,
                disable=a.no_progress, file=sys.stdout)

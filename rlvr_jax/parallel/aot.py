@@ -26,13 +26,12 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from rlvr_jax.config import ConfigError, int_list
+from rlvr_jax.parallel.accounting import chip_bytes, kv_cache_bytes, prompt_len, step_flops
 from rlvr_jax.parallel.aot_report import format_report, format_sweep, suggestions
 from rlvr_jax.parallel.mesh import AXES, resolve_sizes
 from rlvr_jax.parallel.rules import TRAIN_RULES, rules_for
-from rlvr_jax.parallel.sharding import batch_sharding, batch_shards, logical_to_spec, state_shardings
+from rlvr_jax.parallel.sharding import batch_sharding, batch_shards, state_shardings
 from rlvr_jax.parallel.topologies import chip_of_device, slice_name, topology_devices
-
-_KV = ("batch", "length", "kv_heads", "head_dim")
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -93,11 +92,6 @@ def abstract_train(cfg, pc, mc):
     return state, pg, mg, ptx, mtx
 
 
-def prompt_len(cfg) -> int:
-    """The padded prompt length planned for: the largest prompt bucket (the worst case)."""
-    return max(int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets"))
-
-
 def abstract_batch(cfg):
     """ShapeDtypeStructs of one optimiser step's batch (a mini-batch of rollouts)."""
     from rlvr_jax.train.step import BATCH_KEYS
@@ -122,57 +116,6 @@ def _batch_shardings(batch, mesh, rules):
         n = math.prod(mesh.shape[a] for a in ((ax,) if isinstance(ax, str) else ax)) if ax else 1
         return s if x.shape[0] % n == 0 else NamedSharding(mesh, P())
     return jax.tree.map(one, batch)
-
-
-def chip_bytes(tree, shardings) -> int:
-    """Bytes one device holds of `tree` placed with `shardings` (from each shard's shape)."""
-    total = 0
-    for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
-        total += math.prod(s.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
-    return total
-
-
-def kv_cache_bytes(model_cfg, rows: int, length: int, mesh, rules) -> int:
-    """Per-device bytes of a KV cache (k and v, all layers) laid out per the sampling rules."""
-    shape = (rows, length, model_cfg.num_kv_heads, model_cfg.head_dim_)
-    spec = logical_to_spec(_KV, shape, mesh, rules)
-    per = math.prod(NamedSharding(mesh, spec).shard_shape(shape)) * np.dtype(model_cfg.jnp_dtype).itemsize
-    return 2 * model_cfg.num_layers * per
-
-
-# ------------------------------------------------------------------------------------------ flops
-
-def forward_flops(mc, tokens: int, context: int, head_tokens: int | None = None) -> float:
-    """Matmul FLOPs of a forward pass over `tokens` tokens each attending `context` slots (naive attention,
-    as the model computes it: the full mask is evaluated), plus the vocabulary projection of `head_tokens`
-    of them (default: all)."""
-    d, hd, H, K = mc.hidden_size, mc.head_dim_, mc.num_heads, mc.num_kv_heads
-    per_layer = d * hd * (2 * H + 2 * K) + 3 * d * mc.intermediate_size
-    attn = mc.num_layers * 4 * context * H * hd
-    head = tokens if head_tokens is None else head_tokens
-    return float(tokens) * (2 * mc.num_layers * per_layer + attn) + 2.0 * head * d * mc.vocab_size
-
-
-def step_flops(cfg, pc, mc) -> dict:
-    """Analytic FLOPs of one RL step: sampling (prefill + every decode step) and all optimiser updates."""
-    n, G, N = cfg.rollout.prompts_per_step, cfg.rollout.group_size, cfg.rollout.max_new_tokens
-    Pl = prompt_len(cfg)
-    rows, S = n * G, Pl + N
-    T = Pl + N - 1
-    models = [pc] + ([mc] if mc is not None else [])
-    sample = sum(forward_flops(m, n * Pl, Pl, n) + forward_flops(m, rows * N, S) for m in models)
-    per_rows = rows  # all mini-batches of one epoch together cover the rows once
-    train = 0.0
-    prompt_rows = n if cfg.algo.share_prompt else per_rows  # shared prompts run once per group
-    for i, m in enumerate(models):
-        mult = 3 + (1 if m.remat else 0)
-        # prompts (shared per group or not) feed only the last position to the head; responses all N
-        fwd = forward_flops(m, prompt_rows * Pl, Pl, 0) + forward_flops(m, per_rows * N, T)
-        train += mult * fwd
-        if i == 0 and cfg.algo.kl_coef > 0:
-            train += fwd
-    train *= cfg.algo.ppo_epochs
-    return {"sample": sample, "train": train, "total": sample + train}
 
 
 # --------------------------------------------------------------------------------------- compiling
@@ -350,6 +293,9 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         n1 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l1), sampler=sampler)
         n2 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l2), sampler=sampler)
         nums = extrapolate(n1, n2, l1, l2, pc.num_layers)
+        # what the compiler said at each depth, so an extrapolation can be checked by eye
+        nums["at_depth"] = {str(l1): {"train": n1["train"], "sample": n1.get("sample", {})},
+                            str(l2): {"train": n2["train"], "sample": n2.get("sample", {})}}
         nums["train_s"], nums["sample_s"] = n1["train_s"] + n2["train_s"], n1.get("sample_s", 0) + n2.get(
             "sample_s", 0)
     from rlvr_jax.train.state import train_state_shardings
@@ -390,6 +336,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         "train_step": {"memory": train_mem, "compile_s": round(nums["train_s"], 1),
                        "xla_flops_per_chip": nums["xla_flops"]},
     }
+    if nums.get("at_depth"):
+        report["compiled_at_depth"] = nums["at_depth"]
     peak_train = train_mem.get("peak") or state_b + (train_mem.get("temp") or 0)
     if train_mem.get("oom"):  # the compiler refused the step: its temporaries alone exceed HBM
         peak_train = max(peak_train, state_b + train_mem["temp"])

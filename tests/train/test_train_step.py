@@ -1,12 +1,10 @@
 """The functional train step: micro-batching is exact, NaN skips, memory trains, sharded == single device."""
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from rlvr_jax import parallel
 from rlvr_jax.config import base_config
