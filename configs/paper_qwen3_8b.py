@@ -7,14 +7,8 @@
 model.source='preset' gives the shapes with random weights (enough for rlvr-compile); point model.source='hf'
 and model.path at a local HF folder of Qwen/Qwen3-8B for a real run. Slices it fits on: docs/aot.md.
 """
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location("paper_qwen3_4b", os.path.join(os.path.dirname(__file__),
-                                                                               "paper_qwen3_4b.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from rlvr_jax.config import config_module
 
 
 def get_config():
-    return _base.paper_config("qwen3-8b")
+    return config_module(__file__, "paper_qwen3_4b.py").paper_config("qwen3-8b")

@@ -11,31 +11,17 @@ per step (128 samples per step, the paper's G); AdamW lr 1e-3 constant, one PPO 
 x 128 samples (pass@k up to k = 128, and the exact teacher-forced correct-mode instruments).
 DLC: memory network a quarter of the policy's width, one layer, fresh init, lr 1e-3, mu = 0.5.
 """
-from rlvr_jax.config import base_config
+from rlvr_jax.config import config_module
 
 
 def get_config():
-    cfg = base_config()
-    cfg.data.source = "embedded"
-    cfg.data.task = "sum_pair"
-    cfg.data.size = 2000
+    cfg = config_module(__file__, "demo.py").get_config()  # its task, tiny policy and warm-up, unchanged
     cfg.data.eval_size = 64
-    cfg.model.source = "embedded"
-    cfg.model.hidden_size = 64
-    cfg.model.intermediate_size = 192
-    cfg.model.num_layers = 2
-    cfg.model.num_heads = 4
-    cfg.model.num_kv_heads = 2
     cfg.train.seed = 0  # the warm-up seed: one base policy for every run
-    cfg.train.pretrain_steps = 400
-    cfg.train.pretrain_lr = 6e-3
-    cfg.train.pretrain_correct_frac = 0.9
     cfg.train.steps = 200
-    cfg.train.iterations_per_call = 5
-    cfg.rollout.group_size = 8
-    cfg.rollout.prompts_per_step = 16
-    cfg.rollout.max_new_tokens = 8
-    cfg.optim.learning_rate = 1e-3
+    cfg.algo.variant = ""  # scripts/sweep.py sets one per method
+    cfg.checkpoint.keep = 3
+    cfg.log.every = 1
     # DAPO's soft overlong penalty ramps over the last `overlong_buffer` tokens of max_new_tokens = 8; the
     # longest valid answer "19+19"+EOS is 6 tokens, so a buffer of 2 only penalises over-long responses
     # (the default 4 would penalise every two-digit answer and bias DAPO towards short ones)

@@ -204,6 +204,18 @@ def base_config() -> ml_collections.ConfigDict:
     return cfg
 
 
+def config_module(beside: str, filename: str):
+    """Load the config file `filename` from the folder of the file `beside`, so one config can build on
+    another (configs/ is not a package)."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(beside)), filename)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(filename)[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def help_text() -> str:
     lines = []
     for group, fields in SCHEMA.items():
