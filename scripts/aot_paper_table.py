@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,16 +29,28 @@ GiB = 2**30
 def compile_cmd(model: str, slice_: str, extra: tuple, out: str, analytic: bool) -> list[str]:
     cmd = [sys.executable, "-m", "rlvr_jax.cli", "compile", f"--config={ROOT}/configs/paper_qwen3_{model}.py",
            f"--topology={slice_}", f"--out={out}", *extra]
-    return cmd + (["--analytic"] if analytic else ["--layers=2,4"])
+    return cmd + (["--analytic"] if analytic else [f"--layers={LAYERS[0]}"])
+
+
+REUSE = [False]  # --reuse: a report already in the work folder stands for its compile
+LAYERS = ["2,4"]  # --layers: the two depths compiled
+RUNS = [os.path.join(ROOT, "docs", "aot", "runs")]  # where the per-compile reports are (<out>/runs)
+
+
+def _depth_tag(layers: str) -> str:
+    return "" if layers == "2,4" else "_L" + layers.replace(",", "-")
 
 
 def run(cmd: list[str], log: str) -> dict | None:
     """Runs one rlvr-compile; returns its JSON report (None on failure, with the log kept)."""
     out = next(a for a in cmd if a.startswith("--out="))[len("--out="):]
-    with open(log, "w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if rc != 0 or not os.path.exists(out):
-        return None
+    if not (REUSE[0] and os.path.exists(out)):
+        if os.path.exists(out):
+            os.remove(out)  # a stale report must not pass for this run's
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+        if rc != 0 or not os.path.exists(out):
+            return None
     with open(out) as f:
         rep = json.load(f)
     return rep[0] if isinstance(rep, list) else rep
@@ -64,7 +77,7 @@ def compiled_pick(model: str, gen: str, start: str, extra: tuple, work: str):
     tried = []
     for n in sizes:
         sl = f"{gen}-{n}"
-        tag = f"{model}_{sl}{'_sfsdp' if extra else ''}"
+        tag = f"{model}_{sl}{'_sfsdp' if extra else ''}{_depth_tag(LAYERS[0])}"
         t = time.time()
         rep = run(compile_cmd(model, sl, extra, f"{work}/{tag}.json", False), f"{work}/{tag}.log")
         tried.append((sl, None if rep is None else rep["fits"], time.time() - t))
@@ -76,7 +89,8 @@ def compiled_pick(model: str, gen: str, start: str, extra: tuple, work: str):
 def one(model: str, gen: str, work: str) -> dict:
     t = time.time()
     pick, extra, scanned = analytic_pick(model, gen, work)
-    row = {"model": model, "gen": gen, "analytic": pick, "variant": list(extra or ()), "scanned": scanned}
+    row = {"model": model, "gen": gen, "analytic": pick, "variant": list(extra or ()), "scanned": scanned,
+           "layers": LAYERS[0]}
     if pick is not None:
         sl, rep, tried = compiled_pick(model, gen, pick, extra, work)
         row.update(compiled=sl, tried=tried, report=rep)
@@ -86,18 +100,52 @@ def one(model: str, gen: str, work: str) -> dict:
     return row
 
 
+def _tried_report(row: dict, slice_: str) -> dict | None:
+    tag = f"{row['model']}_{slice_}{'_sfsdp' if row['variant'] else ''}{_depth_tag(row.get('layers', '2,4'))}"
+    path = os.path.join(RUNS[0], f"{tag}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rep = json.load(f)
+    return rep[0] if isinstance(rep, list) else rep
+
+
+def _none_fits(row: dict) -> str:
+    """Why no slice fits, from the reports of the slices compiled."""
+    reps = [r for r in (_tried_report(row, t[0]) for t in row["tried"]) if r is not None]
+    first, last = row["tried"][0][0], row["tried"][-1][0]
+    if reps and all("oom" in r["train_step"]["memory"] for r in reps):
+        micro = reps[0]["config"]["micro_batches"]
+        hint = next((s for s in reps[-1]["suggestions"] if "micro_batches" in s), "")
+        hint = f" (needs `micro_batches` >= {2 * micro})" if hint else ""
+        return (f"none at {micro} micro-batches: {first} to {last} compiled, the compiler runs out of HBM in the "
+                f"train step{hint}")
+    use = ", ".join(f"{t[0]} {r['hbm_use']:.0%}" for t, r in zip(row["tried"], reps))
+    return f"none: {first} to {last} compiled, none fits (HBM use {use})"
+
+
 def cell(row: dict) -> str:
     if not row.get("compiled"):
-        return f"none up to {SIZES[row['gen']][-1]} chips" if row["analytic"] is None else \
-            f"{row['analytic']} (analytic; compile failed or did not fit)"
+        if row["analytic"] is None:
+            return f"none up to {SIZES[row['gen']][-1]} chips (analytic)"
+        return _none_fits(row) if row.get("tried") else f"{row['analytic']} (analytic; not compiled)"
     rep = row["report"]
     peak = rep["peak_bytes_per_chip"]
     flag = " (`sample_fsdp=True`)" if row["variant"] else ""
     below = [s for s in row["scanned"] if s[0] != row["analytic"]]
-    approx = " (train temp not affine in depth: its 4-layer value)" if "not affine" in rep.get("method", "") else ""
-    return (f"**{row['compiled']}**{flag}: peak {peak['max'] / GiB:.1f} / {rep['target']['hbm_bytes'] / GiB:.0f} GiB"
+    shrank = re.search(r"not affine, shown at (\d+) layers: ([^)]*)\)", rep.get("method", ""))
+    # compile seconds shrinking with depth says nothing of memory; older reports listed them too
+    names = [n for n in (shrank.group(2).split(", ") if shrank else []) if not n.endswith("_s")]
+    lo = row.get("layers", "2,4").split(",")[0]
+    approx = (f" ({', '.join(names)} shrank from {lo} to {shrank.group(1)} layers: the {shrank.group(1)}-layer value)"
+              if names else "")
+    depth = "" if row.get("layers", "2,4") == "2,4" else f" (compiled at {row['layers'].replace(',', ' + ')} layers)"
+    failed = [(t[0], _tried_report(row, t[0])) for t in row.get("tried", []) if t[0] != row["compiled"]]
+    failed = ", ".join(f"{sl} {r['hbm_use']:.0%}" if r else sl for sl, r in failed)
+    return (f"**{row['compiled']}**{flag}{depth}: peak {peak['max'] / GiB:.1f} / {rep['target']['hbm_bytes'] / GiB:.0f} GiB"
             f"{approx}, {rep['time']['step_s_at_peak']:.0f} s/step at peak"
-            + ("; the next size down does not fit (analytic)" if below else ""))
+            + (f"; compiled and did not fit: {failed}" if failed else "")
+            + ("; smaller sizes do not fit (analytic)" if below else ""))
 
 
 def main():
@@ -107,21 +155,31 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "aot"))
     ap.add_argument("--render", action="store_true", help="only rewrite paper_table.md from paper_table.json")
+    ap.add_argument("--layers", default="2,4", help="the two depths compiled and extrapolated from")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take reports already in <out>/runs/ instead of compiling them again (resume a cut-off run)")
     args = ap.parse_args()
+    RUNS[0] = os.path.join(args.out, "runs")
     if args.render:
         with open(os.path.join(args.out, "paper_table.json")) as f:
             write_table(json.load(f), args.models.split(","), args.gens.split(","), args.out)
         print(open(os.path.join(args.out, "paper_table.md")).read())
         return
-    work = os.path.join(args.out, "runs")
+    REUSE[0], LAYERS[0] = args.reuse, args.layers
+    work = RUNS[0]
     os.makedirs(work, exist_ok=True)
     todo = [(m, g) for m in args.models.split(",") for g in args.gens.split(",")]
-    gens = args.gens.split(",")
-    rows = []
+    table = os.path.join(args.out, "paper_table.json")
+    rows = []  # cells of earlier runs that this one does not redo are kept
+    if os.path.exists(table):
+        with open(table) as f:
+            rows = [r for r in json.load(f) if (r["model"], r["gen"]) not in todo]
+    models = sorted({r["model"] for r in rows} | set(args.models.split(",")), key=lambda m: float(m[:-1]))
+    gens = sorted({r["gen"] for r in rows} | set(args.gens.split(",")))
     with cf.ThreadPoolExecutor(args.jobs) as ex:
         for fut in cf.as_completed([ex.submit(one, m, g, work) for m, g in todo]):
             rows.append(fut.result())
-            write_table(rows, args.models.split(","), gens, args.out)  # after every cell: partial runs keep theirs
+            write_table(rows, models, gens, args.out)  # after every cell: partial runs keep theirs
     print(open(os.path.join(args.out, "paper_table.md")).read())
 
 

@@ -256,6 +256,8 @@ def extrapolate(lo: dict, hi: dict, l_lo: int, l_hi: int, L: int) -> dict:
     not_affine = []
 
     def one(a, b, path):
+        if path and path[-1] in ("train_s", "sample_s"):
+            return b  # compile seconds: summed by the caller, not a per-chip figure
         if isinstance(a, dict) or isinstance(b, dict):
             a, b = a or {}, b or {}
             return {k: one(a.get(k), b.get(k), path + (k,)) for k in {**a, **b}}

@@ -131,8 +131,10 @@ def test_extrapolation_never_shrinks_and_says_so():
     """A compiler number that shrinks with depth is kept at the deeper value and listed, not extrapolated
     below zero (a real 4B plan's temp went -10.8 GiB when extrapolated from 2 and 4 layers)."""
     from rlvr_jax.parallel.aot import extrapolate
-    lo = {"train": {"temp": 30.0, "argument": 10.0, "oom": None}, "xla_flops": 2.0, "sample": {"temp": 5.0}}
-    hi = {"train": {"temp": 20.0, "argument": 14.0, "oom": None}, "xla_flops": 4.0, "sample": {"temp": 5.0}}
+    lo = {"train": {"temp": 30.0, "argument": 10.0, "oom": None}, "xla_flops": 2.0, "sample": {"temp": 5.0},
+          "train_s": 9.0}
+    hi = {"train": {"temp": 20.0, "argument": 14.0, "oom": None}, "xla_flops": 4.0, "sample": {"temp": 5.0},
+          "train_s": 7.0}  # compile seconds may shrink too: not a memory figure, not listed
     out = extrapolate(lo, hi, 2, 4, 36)
     assert out["train"]["temp"] == 20.0 and out["not_affine"] == ["train.temp"]
     assert out["train"]["argument"] == pytest.approx(10.0 + 2.0 * 34) and out["xla_flops"] == pytest.approx(36.0)
