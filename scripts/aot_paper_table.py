@@ -53,7 +53,17 @@ def run(cmd: list[str], log: str) -> dict | None:
             return None
     with open(out) as f:
         rep = json.load(f)
-    return rep[0] if isinstance(rep, list) else rep
+    return rejudge(rep[0] if isinstance(rep, list) else rep)
+
+
+def rejudge(rep: dict) -> dict:
+    """The fit verdict again against today's chip table (a reused report may predate it): the compiled
+    numbers stay, `fits`, `hbm_use`, times and suggestions are recomputed."""
+    sys.path.insert(0, ROOT)
+    from rlvr_jax.parallel.aot import judge
+    from rlvr_jax.parallel.topologies import CHIPS
+    chip = CHIPS.get(rep["target"].get("chip"))
+    return judge(rep, chip) if chip is not None else rep
 
 
 def analytic_pick(model: str, gen: str, work: str):
@@ -107,7 +117,7 @@ def _tried_report(row: dict, slice_: str) -> dict | None:
         return None
     with open(path) as f:
         rep = json.load(f)
-    return rep[0] if isinstance(rep, list) else rep
+    return rejudge(rep[0] if isinstance(rep, list) else rep)
 
 
 def _none_fits(row: dict) -> str:
@@ -142,7 +152,7 @@ def cell(row: dict) -> str:
     depth = "" if row.get("layers", "2,4") == "2,4" else f" (compiled at {row['layers'].replace(',', ' + ')} layers)"
     failed = [(t[0], _tried_report(row, t[0])) for t in row.get("tried", []) if t[0] != row["compiled"]]
     failed = ", ".join(f"{sl} {r['hbm_use']:.0%}" if r else sl for sl, r in failed)
-    return (f"**{row['compiled']}**{flag}{depth}: peak {peak['max'] / GiB:.1f} / {rep['target']['hbm_bytes'] / GiB:.0f} GiB"
+    return (f"**{row['compiled']}**{flag}{depth}: peak {peak['max'] / GiB:.1f} / {rep['target']['hbm_bytes'] / GiB:.4g} GiB ({rep['hbm_use']:.0%})"
             f"{approx}, {rep['time']['step_s_at_peak']:.0f} s/step at peak"
             + (f"; compiled and did not fit: {failed}" if failed else "")
             + ("; smaller sizes do not fit (analytic)" if below else ""))

@@ -24,11 +24,15 @@ class Chip:
     cores_per_chip: int  # TensorCores counted in the slice name (v4/v5p: 2)
 
 
+# hbm_bytes is what the TPU compiler lets a program use ("available HBM" in libtpu 0.0.42's out-of-memory
+# message for an abstract device), a little under the nominal 16 / 96 / 32 GiB: a plan at 99% of the
+# nominal size is refused. v4 keeps its nominal 32 GiB (libtpu reports 15.25 GiB per abstract v4 device,
+# which may be one of a chip's two cores; not planned for here).
 CHIPS = {
     "v4": Chip("v4", 32 * GiB, 275e12, 1.2e12, 2),
-    "v5e": Chip("v5e", 16 * GiB, 197e12, 0.819e12, 1),
-    "v5p": Chip("v5p", 95 * GiB, 459e12, 2.765e12, 2),
-    "v6e": Chip("v6e", 32 * GiB, 918e12, 1.64e12, 1),
+    "v5e": Chip("v5e", int(15.75 * GiB), 197e12, 0.819e12, 1),
+    "v5p": Chip("v5p", int(95.74 * GiB), 459e12, 2.765e12, 2),
+    "v6e": Chip("v6e", int(31.25 * GiB), 918e12, 1.64e12, 1),
 }
 
 # libtpu device_kind -> chip name

@@ -43,7 +43,7 @@ def test_a_fitting_cell_names_the_slices_that_did_not(script):
            "scanned": [("v5e-8", [], False, 1), ("v5e-16", [], True, 1)], "compiled": "v5e-32",
            "tried": [("v5e-16", False, 1.0), ("v5e-32", True, 1.0)], "report": _report(True, 0.91, method)}
     cell = script.cell(row)
-    assert cell.startswith("**v5e-32** (`sample_fsdp=True`): peak 14.6 / 16 GiB")
+    assert cell.startswith("**v5e-32** (`sample_fsdp=True`): peak 14.6 / 16 GiB (91%)")
     assert "compiled and did not fit: v5e-16 107%" in cell and "smaller sizes do not fit (analytic)" in cell
     assert "train.temp shrank from 2 to 4 layers" in cell and "sample_s" not in cell  # seconds are not memory
 
@@ -81,3 +81,17 @@ def test_a_partial_run_keeps_the_other_cells(script, tmp_path, monkeypatch):
     assert next(r for r in rows if r["model"] == "14b").get("new") is True
     md = (out / "paper_table.md").read_text()
     assert "| Qwen3-4B |" in md and "| Qwen3-14B |" in md
+
+
+def test_a_reused_report_is_judged_against_todays_chip_table(script):
+    """A real report (Qwen3-8B on v6e-16) made when the chip table said 32 GiB: its 31.86 GiB peak is over
+    the 31.25 GiB the TPU compiler makes available, so it no longer fits."""
+    with open(os.path.join(ROOT, "docs", "aot", "runs", "8b_v6e-16_sfsdp_L4-8.json")) as f:
+        rep = json.load(f)
+    rep = rep[0] if isinstance(rep, list) else rep
+    rep["target"]["hbm_bytes"], rep["fits"] = 32 * GiB, True  # as judged then
+    out = script.rejudge(rep)
+    peak = rep["peak_bytes_per_chip"]["max"]
+    assert 31.25 * GiB < peak < 32 * GiB
+    assert out["fits"] is False and out["hbm_use"] == pytest.approx(peak / (31.25 * GiB), rel=1e-6)
+    assert out["target"]["hbm_bytes"] == int(31.25 * GiB) and out["suggestions"]
