@@ -27,7 +27,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.parallel.accounting import chip_bytes, kv_cache_bytes, prompt_len, step_flops
-from rlvr_jax.parallel.aot_report import format_report, format_sweep, suggestions
+from rlvr_jax.parallel.aot_report import format_report, format_sweep, judge
 from rlvr_jax.parallel.mesh import AXES, resolve_sizes
 from rlvr_jax.parallel.rules import TRAIN_RULES, rules_for
 from rlvr_jax.parallel.sharding import batch_sharding, batch_shards, state_shardings
@@ -370,29 +370,6 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         report["sampler"] = {"sample_params_copy": copy, "compile_s": 0.0}
     report["decode_bytes_per_step"] = sample_param_b + kv_b
     return judge(report, target.chip)
-
-
-def judge(report: dict, chip) -> dict:
-    """Fills in fit against `chip`'s HBM, the step time at its peak FLOP/s and the decode time at its HBM
-    bandwidth, and suggestions when it does not fit (chip None: local CPU/GPU, no verdict)."""
-    report = dict(report)
-    if chip is None:
-        report["fits"], report["suggestions"] = None, []
-        return report
-    chips, flops = report["target"]["chips"], report["flops_per_step"]
-    peak = report["peak_bytes_per_chip"]["max"]
-    report["target"] = dict(report["target"], chip=chip.name, hbm_bytes=chip.hbm_bytes)
-    report["time"] = {
-        "train_s_at_peak": flops["train"] / (chips * chip.peak_bf16_flops),
-        "sample_s_at_peak": flops["sample"] / (chips * chip.peak_bf16_flops),
-        "step_s_at_peak": flops["total"] / (chips * chip.peak_bf16_flops),
-        "decode_s_at_hbm_bw": report["config"]["max_new_tokens"] * report["decode_bytes_per_step"]
-        / chip.hbm_bw_bytes_s,
-    }
-    report["fits"] = bool(peak <= chip.hbm_bytes)
-    report["hbm_use"] = peak / chip.hbm_bytes
-    report["suggestions"] = suggestions(report) if not report["fits"] else []
-    return report
 
 
 def _layouts_differ(mesh, sample_rules) -> bool:

@@ -1,4 +1,4 @@
-"""Console tables and advice for `rlvr-compile` reports (dicts made by `aot.plan`)."""
+"""The verdict, advice and console tables of `rlvr-compile` reports (dicts made by `aot.plan`)."""
 from __future__ import annotations
 
 GiB = 2**30
@@ -35,6 +35,29 @@ def suggestions(rep: dict) -> list[str]:
             out.append("keep parameters fsdp-sharded while sampling: --config.mesh.sample_fsdp=True")
     out.append("or a larger slice")
     return out
+
+
+def judge(report: dict, chip) -> dict:
+    """Fills in fit against `chip`'s HBM, the step time at its peak FLOP/s and the decode time at its HBM
+    bandwidth, and suggestions when it does not fit (chip None: local CPU/GPU, no verdict)."""
+    report = dict(report)
+    if chip is None:
+        report["fits"], report["suggestions"] = None, []
+        return report
+    chips, flops = report["target"]["chips"], report["flops_per_step"]
+    peak = report["peak_bytes_per_chip"]["max"]
+    report["target"] = dict(report["target"], chip=chip.name, hbm_bytes=chip.hbm_bytes)
+    report["time"] = {
+        "train_s_at_peak": flops["train"] / (chips * chip.peak_bf16_flops),
+        "sample_s_at_peak": flops["sample"] / (chips * chip.peak_bf16_flops),
+        "step_s_at_peak": flops["total"] / (chips * chip.peak_bf16_flops),
+        "decode_s_at_hbm_bw": report["config"]["max_new_tokens"] * report["decode_bytes_per_step"]
+        / chip.hbm_bw_bytes_s,
+    }
+    report["fits"] = bool(peak <= chip.hbm_bytes)
+    report["hbm_use"] = peak / chip.hbm_bytes
+    report["suggestions"] = suggestions(report) if not report["fits"] else []
+    return report
 
 
 def format_report(rep: dict) -> str:

@@ -92,7 +92,7 @@ def test_flops_match_closed_form_and_compiler(report):
 
 
 def test_a_config_that_does_not_fit_says_so(report):
-    from rlvr_jax.parallel.aot import judge
+    from rlvr_jax.parallel.aot_report import judge
     from rlvr_jax.parallel.aot_report import format_report
     tiny_chip = topologies.Chip("tiny", 64 * 1024, 1e12, 1e11, 1)
     report = json.loads(json.dumps(report))
