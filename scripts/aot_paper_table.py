@@ -21,6 +21,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from rlvr_jax.parallel.aot_report import judge  # noqa: E402
+from rlvr_jax.parallel.topologies import CHIPS  # noqa: E402
+
 SIZES = {"v5e": (4, 8, 16, 32, 64, 128, 256), "v5p": (8, 16, 32, 64, 128, 256), "v6e": (4, 8, 16, 32, 64, 256)}
 VARIANTS = ((), ("--config.mesh.sample_fsdp=True",))
 GiB = 2**30
@@ -37,8 +41,16 @@ LAYERS = ["2,4"]  # --layers: the two depths compiled
 RUNS = [os.path.join(ROOT, "docs", "aot", "runs")]  # where the per-compile reports are (<out>/runs)
 
 
-def _depth_tag(layers: str) -> str:
-    return "" if layers == "2,4" else "_L" + layers.replace(",", "-")
+def _tag(model: str, slice_: str, sfsdp: bool, layers: str) -> str:
+    """File name (no extension) of a compiled report in the work folder."""
+    return f"{model}_{slice_}{'_sfsdp' if sfsdp else ''}" + ("" if layers == "2,4" else "_L" + layers.replace(",", "-"))
+
+
+def _load(path: str) -> dict:
+    """A report JSON (rlvr-compile writes a list for several topologies), re-judged."""
+    with open(path) as f:
+        rep = json.load(f)
+    return rejudge(rep[0] if isinstance(rep, list) else rep)
 
 
 def run(cmd: list[str], log: str) -> dict | None:
@@ -51,17 +63,12 @@ def run(cmd: list[str], log: str) -> dict | None:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
         if rc != 0 or not os.path.exists(out):
             return None
-    with open(out) as f:
-        rep = json.load(f)
-    return rejudge(rep[0] if isinstance(rep, list) else rep)
+    return _load(out)
 
 
 def rejudge(rep: dict) -> dict:
     """The fit verdict again against today's chip table (a reused report may predate it): the compiled
     numbers stay, `fits`, `hbm_use`, times and suggestions are recomputed."""
-    sys.path.insert(0, ROOT)
-    from rlvr_jax.parallel.aot import judge
-    from rlvr_jax.parallel.topologies import CHIPS
     chip = CHIPS.get(rep["target"].get("chip"))
     return judge(rep, chip) if chip is not None else rep
 
@@ -87,7 +94,7 @@ def compiled_pick(model: str, gen: str, start: str, extra: tuple, work: str):
     tried = []
     for n in sizes:
         sl = f"{gen}-{n}"
-        tag = f"{model}_{sl}{'_sfsdp' if extra else ''}{_depth_tag(LAYERS[0])}"
+        tag = _tag(model, sl, bool(extra), LAYERS[0])
         t = time.time()
         rep = run(compile_cmd(model, sl, extra, f"{work}/{tag}.json", False), f"{work}/{tag}.log")
         tried.append((sl, None if rep is None else rep["fits"], time.time() - t))
@@ -111,13 +118,8 @@ def one(model: str, gen: str, work: str) -> dict:
 
 
 def _tried_report(row: dict, slice_: str) -> dict | None:
-    tag = f"{row['model']}_{slice_}{'_sfsdp' if row['variant'] else ''}{_depth_tag(row.get('layers', '2,4'))}"
-    path = os.path.join(RUNS[0], f"{tag}.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        rep = json.load(f)
-    return rejudge(rep[0] if isinstance(rep, list) else rep)
+    path = os.path.join(RUNS[0], _tag(row["model"], slice_, bool(row["variant"]), row.get("layers", "2,4")) + ".json")
+    return _load(path) if os.path.exists(path) else None
 
 
 def _none_fits(row: dict) -> str:
@@ -146,14 +148,14 @@ def cell(row: dict) -> str:
     shrank = re.search(r"not affine, shown at (\d+) layers: ([^)]*)\)", rep.get("method", ""))
     # compile seconds shrinking with depth says nothing of memory; older reports listed them too
     names = [n for n in (shrank.group(2).split(", ") if shrank else []) if not n.endswith("_s")]
-    lo = row.get("layers", "2,4").split(",")[0]
-    approx = (f" ({', '.join(names)} shrank from {lo} to {shrank.group(1)} layers: the {shrank.group(1)}-layer value)"
-              if names else "")
-    depth = "" if row.get("layers", "2,4") == "2,4" else f" (compiled at {row['layers'].replace(',', ' + ')} layers)"
+    layers = row.get("layers", "2,4")
+    approx = (f" ({', '.join(names)} shrank from {layers.split(',')[0]} to {shrank.group(1)} layers: the "
+              f"{shrank.group(1)}-layer value)" if names else "")
+    depth = "" if layers == "2,4" else f" (compiled at {layers.replace(',', ' + ')} layers)"
     failed = [(t[0], _tried_report(row, t[0])) for t in row.get("tried", []) if t[0] != row["compiled"]]
     failed = ", ".join(f"{sl} {r['hbm_use']:.0%}" if r else sl for sl, r in failed)
-    return (f"**{row['compiled']}**{flag}{depth}: peak {peak['max'] / GiB:.1f} / {rep['target']['hbm_bytes'] / GiB:.4g} GiB ({rep['hbm_use']:.0%})"
-            f"{approx}, {rep['time']['step_s_at_peak']:.0f} s/step at peak"
+    return (f"**{row['compiled']}**{flag}{depth}: peak {peak['max'] / GiB:.1f} / "
+            f"{rep['target']['hbm_bytes'] / GiB:.4g} GiB ({rep['hbm_use']:.0%}){approx}, {rep['time']['step_s_at_peak']:.0f} s/step at peak"
             + (f"; compiled and did not fit: {failed}" if failed else "")
             + ("; smaller sizes do not fit (analytic)" if below else ""))
 

@@ -15,9 +15,11 @@ from rlvr_jax.parallel.sharding import logical_to_spec
 
 _KV = ("batch", "length", "kv_heads", "head_dim")
 
+
 def prompt_len(cfg) -> int:
     """The padded prompt length planned for: the largest prompt bucket (the worst case)."""
     return max(int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets"))
+
 
 def chip_bytes(tree, shardings) -> int:
     """Bytes one device holds of `tree` placed with `shardings` (from each shard's shape)."""
@@ -26,12 +28,14 @@ def chip_bytes(tree, shardings) -> int:
         total += math.prod(s.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
     return total
 
+
 def kv_cache_bytes(model_cfg, rows: int, length: int, mesh, rules) -> int:
     """Per-device bytes of a KV cache (k and v, all layers) laid out per the sampling rules."""
     shape = (rows, length, model_cfg.num_kv_heads, model_cfg.head_dim_)
     spec = logical_to_spec(_KV, shape, mesh, rules)
     per = math.prod(NamedSharding(mesh, spec).shard_shape(shape)) * np.dtype(model_cfg.jnp_dtype).itemsize
     return 2 * model_cfg.num_layers * per
+
 
 def forward_flops(mc, tokens: int, context: int, head_tokens: int | None = None) -> float:
     """Matmul FLOPs of a forward pass over `tokens` tokens each attending `context` slots (naive attention,
@@ -42,6 +46,7 @@ def forward_flops(mc, tokens: int, context: int, head_tokens: int | None = None)
     attn = mc.num_layers * 4 * context * H * hd
     head = tokens if head_tokens is None else head_tokens
     return float(tokens) * (2 * mc.num_layers * per_layer + attn) + 2.0 * head * d * mc.vocab_size
+
 
 def step_flops(cfg, pc, mc) -> dict:
     """Analytic FLOPs of one RL step: sampling (prefill + every decode step) and all optimiser updates."""
