@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--dlc-sizes", default="32,64")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--venvs", default=os.path.join(HERE, ".venvs"))
+    ap.add_argument("--no-floor", action="store_true", help="skip the matmul-floor worker")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "sampler"))
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -125,6 +126,8 @@ def main():
     if "tunix" in peers:
         workers["tunix"] = Worker("tunix", [pys["tunix"], os.path.join(HERE, "sampler_worker_tunix.py"), weights],
                                   logdir)
+    if not args.no_floor:
+        workers[FLOOR] = Worker(FLOOR, [sys.executable, os.path.join(HERE, "sampler_worker_floor.py")], logdir)
     for w in workers.values():
         log(f"{w.name} ready in {w.info['load_seconds']:.1f}s: {w.info}")
 
@@ -157,8 +160,10 @@ def main():
             row[name] = {"tok_s": b * NEW_TOKENS / med, "median_s": med, "runs_s": times[f"{name}/plain/{b}"],
                          "first_call_s": first[f"{name}/plain/{b}"],
                          "compile_s_est": first[f"{name}/plain/{b}"] - med}
-        peer_best = max((row[n]["tok_s"] for n in workers if n != "rlvr_jax"), default=None)
+        peer_best = max((row[n]["tok_s"] for n in workers if n not in ("rlvr_jax", FLOOR)), default=None)
         row["ratio_vs_best_peer"] = row["rlvr_jax"]["tok_s"] / peer_best if peer_best else None
+        if FLOOR in workers and peer_best:
+            row["floor_vs_best_peer"] = row[FLOOR]["tok_s"] / peer_best
         if b in dlc_sizes:
             med = statistics.median(times[f"rlvr_jax/dlc/{b}"])
             row["dlc"] = {"tok_s": b * NEW_TOKENS / med, "median_s": med, "runs_s": times[f"rlvr_jax/dlc/{b}"],
@@ -177,23 +182,34 @@ def main():
     print(markdown(result, list(workers)))
 
 
+FLOOR = "matmul_floor"
+
+
 def markdown(res, names) -> str:
-    head = "| batch | " + " | ".join(f"{n} tok/s" for n in names) + " | ours / best peer | DLC overhead |"
+    floor = FLOOR in names
+    head = ("| batch | " + " | ".join(f"{n} tok/s" for n in names) + " | ours / best peer | DLC overhead |"
+            + (" floor / best peer |" if floor else ""))
     lines = [f"Sampler throughput, SmolLM2-135M shapes (random weights), {res['dtype']}, {res['new_tokens']} new "
              f"tokens, prompts left-padded to {res['prompt_bucket']}, {res['sampling']}; median of {res['reps']} "
              f"interleaved runs after warm-up ({res['machine']}; load average {res['loadavg_start']} at start, "
              f"{res['loadavg_end']} at end: the CPU was shared).", "",
-             head, "|" + "---|" * (len(names) + 3)]
+             head, "|" + "---|" * (len(names) + 3 + floor)]
     for r in res["rows"]:
         cells = [f"{r[n]['tok_s']:.1f}" for n in names]
         ratio = f"{r['ratio_vs_best_peer']:.2f}x" if r.get("ratio_vs_best_peer") else "-"
         dlc = f"{r['dlc']['overhead']:.2f}x" if "dlc" in r else "-"
-        lines.append(f"| {r['batch']} | " + " | ".join(cells) + f" | {ratio} | {dlc} |")
+        fl = (f" {r['floor_vs_best_peer']:.2f}x |" if r.get("floor_vs_best_peer") else " - |") if floor else ""
+        lines.append(f"| {r['batch']} | " + " | ".join(cells) + f" | {ratio} | {dlc} |" + fl)
     lines += ["", "First call (compile + run) seconds: " + "; ".join(
         f"batch {r['batch']}: " + ", ".join(f"{n} {r[n]['first_call_s']:.1f}" for n in names) for r in res["rows"]),
         "", f"DLC: memory network of width ratio 0.25 "
         f"({res['workers']['rlvr_jax'].get('memory_params', '?')} params), mu = 0.5, both models in one decode step.",
         "", f"Command: `{res['command']}`", ""]
+    if floor:
+        lines[-2:-2] = [f"{FLOOR}: only the matrix products of the same call (prefill + 63 decode steps, all 30 "
+                        "layers' projections and the LM head) with numpy's BLAS, timed in the same interleaved rounds: "
+                        "beating it needs a faster matmul than this CPU's BLAS (`benchmarks/sampler_worker_floor.py`).",
+                        ""]
     return "\n".join(lines)
 
 
