@@ -18,8 +18,6 @@ With `algo.share_prompt` each group's prompt is run once per forward (see
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -28,7 +26,7 @@ from rlvr_jax.algos.aggregation import aggregate_parts
 from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
-from rlvr_jax.train.state import TrainState, merge
+from rlvr_jax.train.state import TrainState, clip_scale, merge
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
               "logp_sampler_BxN", "success_B", "valid_B")
@@ -138,23 +136,24 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         if mem_on:
             memory_grad_norm = optax.global_norm(g_m)
             ok = ok & jnp.isfinite(mloss) & jnp.isfinite(memory_grad_norm)
-        upd_p, new_popt = policy_tx.update(g_p, state.policy_opt, state.policy)
-        new_policy = optax.apply_updates(state.policy, upd_p)
-        if mem_on:
-            upd_m, new_mopt = memory_tx.update(g_m, state.memory_opt, state.memory)
-            new_memory = optax.apply_updates(state.memory, upd_m)
-        else:
-            new_mopt, new_memory = state.memory_opt, state.memory
+        clip = cfg.optim.grad_clip
 
-        keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
-        new_state = state.replace(
-            step=state.step + ok.astype(jnp.int32),
-            policy=keep(new_policy, state.policy),
-            policy_opt=keep(new_popt, state.policy_opt),
-            memory=keep(new_memory, state.memory) if mem_on else state.memory,
-            memory_opt=keep(new_mopt, state.memory_opt) if mem_on else state.memory_opt,
-            nonfinite=state.nonfinite + (~ok).astype(jnp.int32),
-        )
+        def update(tx, grads, norm, opt, params):
+            scale = clip_scale(norm, clip)
+            upd, new_opt = tx.update(jax.tree.map(lambda g: g * scale.astype(g.dtype), grads), opt, params)
+            return optax.apply_updates(params, upd), new_opt
+
+        def apply(st):
+            policy, popt = update(policy_tx, g_p, grad_norm, st.policy_opt, st.policy)
+            memory, mopt = (update(memory_tx, g_m, memory_grad_norm, st.memory_opt, st.memory) if mem_on
+                            else (st.memory, st.memory_opt))
+            return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt)
+
+        def skip(st):
+            return st.replace(nonfinite=st.nonfinite + 1)
+
+        # one branch runs: a skipped update costs no pass over the parameters (a select would cost two)
+        new_state = jax.lax.cond(ok, apply, skip, state)
         metrics = dict(metrics)
         metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))

@@ -114,7 +114,9 @@ def test_two_processes_train_like_one_and_resume(tmp_path):
     assert _layout(two / "ckpt") == _layout(single / "ckpt") | {"2/state/ocdbt.process_1/*",
                                                                   "4/state/ocdbt.process_1/*"}
     size2, size1 = _data_bytes(two / "ckpt"), _data_bytes(single / "ckpt")
-    assert 0.8 < size2 / size1 < 1.25, (size2, size1)
+    # OCDBT packs arrays into data files per write batch, so totals vary by up to ~40% between runs;
+    # an array written by both processes would double them
+    assert 0.7 < size2 / size1 < 1.6, (size2, size1)
     # process 0 alone wrote the logs: one metrics line per step, one summary
     lines = (two / "metrics.jsonl").read_text().splitlines()
     assert len([ln for ln in lines if '"correct_mean"' in ln]) == 4

@@ -122,6 +122,28 @@ def test_nan_skips_update_bit_identically():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("clip", [1e-3, 1e3])
+def test_gradient_clip_equals_optax_clip_by_global_norm(clip):
+    """The step clips with the global norm it already computes; the update equals chaining
+    optax.clip_by_global_norm before AdamW (clipping active at 1e-3, inactive at 1e3)."""
+    pcfg = tiny("qwen2", vocab_size=96, num_layers=1)
+    outs = []
+    for ours in (True, False):
+        cfg = _cfg()
+        cfg.optim.grad_clip = clip if ours else 0.0
+        ptx, mtx = make_optimizers(cfg, 10)
+        if not ours:
+            ptx, mtx = (optax.chain(optax.clip_by_global_norm(clip), t) for t in (ptx, mtx))
+        policy, memory = create(pcfg, seed=0), create(memory_config(pcfg, width_ratio=0.5, num_layers=1), seed=1)
+        state, pg, mg = init_state(policy, memory, ptx, mtx, seed=0, keep_reference=False)
+        new, met = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx))(state, _batch(5))
+        outs.append((new, met))
+    (a, ma), (b, mb) = outs
+    assert (float(ma["grad_norm"]) > clip) == (clip < 1)
+    for x, y in zip(_leaves(a.policy) + _leaves(a.memory), _leaves(b.policy) + _leaves(b.memory)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
 def test_kl_reference_changes_loss():
     cfg = _cfg(kl_coef=0.5)
     state, step = _setup(cfg, kl=True)
