@@ -22,25 +22,24 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rlvr_jax.models import ModelConfig  # noqa: E402
+from iteration_profile import phase_flops  # noqa: E402
 from rlvr_jax.parallel.accounting import forward_flops  # noqa: E402
+from sampler_weights import ours_config, projection_shapes  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-MC = ModelConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
-                 num_kv_heads=3, head_dim=64, tie_word_embeddings=True)
+MC = ours_config()  # SmolLM2-135M shapes
 PROMPT, NEW = 32, 64  # the benchmarks' prompt bucket and new tokens
 
 
 def layer_weights(rng):
     """[in, out] weights of the 7 projections of one layer, in the order a forward runs them."""
-    d, f, q, kv = MC.hidden_size, MC.intermediate_size, MC.num_heads * MC.head_dim_, MC.num_kv_heads * MC.head_dim_
-    shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
-    return [rng.standard_normal(s, dtype=np.float32) * 0.02 for s in shapes]
+    return [rng.standard_normal(s, dtype=np.float32) * 0.02 for s in projection_shapes()]
 
 
 def chain_flops(M: int, weights) -> float:
@@ -93,9 +92,7 @@ def sample_floor(prompts: int, rows: int, r: dict) -> float:
 
 def update_floor(rate: float, prompts: int = 2, G: int = 8) -> float:
     """Seconds of one policy-gradient forward + backward (shared prompts), as iteration_profile.py counts it."""
-    B = prompts * G
-    shared = forward_flops(MC, prompts * PROMPT, PROMPT / 2, 0) + forward_flops(MC, B * NEW, PROMPT + NEW / 2, B * NEW)
-    return (3 * shared + forward_flops(MC, 0, 0, B * NEW)) / rate / 1e9
+    return phase_flops(MC, prompts, G, PROMPT, NEW)["grad"] / rate / 1e9
 
 
 def main(argv=None):

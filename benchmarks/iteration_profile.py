@@ -36,6 +36,18 @@ from rlvr_jax.train.state import init_state, make_optimizers, merge  # noqa: E40
 from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
 
 
+def phase_flops(mc, n: int, G: int, P_bucket: int, N: int) -> dict:
+    """Analytic matmul FLOPs of each timed phase: n prompts (bucket P_bucket) x G responses of N tokens."""
+    B, T = n * G, P_bucket + N - 1
+    shared = forward_flops(mc, n * P_bucket, P_bucket / 2, 0) + forward_flops(mc, B * N, P_bucket + N / 2, B * N)
+    unshared = forward_flops(mc, B * T, T / 2, B * N)
+    head = forward_flops(mc, 0, 0, B * N)  # the chunked LM head is recomputed in the backward pass
+    return {"sample": forward_flops(mc, n * P_bucket, P_bucket, n) + sum(
+                forward_flops(mc, B, P_bucket + t, B) for t in range(N - 1)),
+            "fwd": shared, "grad": 3 * shared + head, "step": 3 * shared + head,
+            "grad_unshared": 3 * unshared + head}
+
+
 def timed(fn, *a):
     t = time.perf_counter()
     out = fn(*a)
@@ -102,23 +114,10 @@ def main():
     D = 2048
     x = jnp.ones((D, D), jnp.float32)
     mm = jax.jit(lambda a: a @ a @ a @ a)
-    B = n * G
     P = prompts.shape[1]
     P_bucket = 32
     T = P_bucket + N - 1
-    shared = forward_flops(mc, n * P_bucket, P_bucket / 2, 0) + forward_flops(mc, B * N, P_bucket + N / 2, B * N)
-    unshared = forward_flops(mc, B * T, T / 2, B * N)
-    head = forward_flops(mc, 0, 0, B * N)  # the chunked LM head is recomputed in the backward pass
-    flops = {
-        "matmul_ref": 3 * 2.0 * D ** 3,
-        "sample": forward_flops(mc, n * P_bucket, P_bucket, n) + sum(
-            forward_flops(mc, B, P_bucket + t, B) for t in range(N - 1)),
-        "fwd": shared,
-        "grad": 3 * shared + head,
-        "step": 3 * shared + head,
-        "grad_unshared": 3 * unshared + head,
-        "host": 0.0,
-    }
+    flops = {"matmul_ref": 3 * 2.0 * D ** 3, **phase_flops(mc, n, G, P_bucket, N), "host": 0.0}
     times = {k: [] for k in flops}
     first = {}
     params = state.policy

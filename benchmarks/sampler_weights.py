@@ -13,6 +13,13 @@ SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, n
                     rope_theta=100000.0, tie_word_embeddings=True, max_position_embeddings=8192)
 
 
+def projection_shapes(shape: dict = SMOLLM2_135M) -> list[tuple[int, int]]:
+    """[in, out] shapes of one layer's 7 projections (q, k, v, o, gate, up, down), in forward order."""
+    d, f, hd = shape["hidden_size"], shape["intermediate_size"], shape["head_dim"]
+    q, kv = shape["num_attention_heads"] * hd, shape["num_key_value_heads"] * hd
+    return [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
+
+
 def hf_config(shape: dict) -> dict:
     """config.json of a LlamaForCausalLM with these shapes."""
     return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
@@ -53,21 +60,26 @@ def write_random_hf(folder: str, shape: dict = SMOLLM2_135M, seed: int = 0) -> s
     return folder
 
 
+def ours_config(c: dict = SMOLLM2_135M):
+    """An HF-style shape dict (or config.json) as an rlvr_jax ModelConfig (main venv only)."""
+    from rlvr_jax.models import ModelConfig
+    return ModelConfig(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"],
+                       intermediate_size=c["intermediate_size"], num_layers=c["num_hidden_layers"],
+                       num_heads=c["num_attention_heads"], num_kv_heads=c["num_key_value_heads"],
+                       head_dim=c["head_dim"], rope_theta=c["rope_theta"], rms_norm_eps=c["rms_norm_eps"],
+                       tie_word_embeddings=c["tie_word_embeddings"],
+                       max_position_embeddings=c["max_position_embeddings"])
+
+
 def load_ours(folder: str):
     """The folder as an rlvr_jax Transformer (main venv only): HF [out, in] -> our [in, out] kernels."""
     from flax import nnx
     from safetensors.numpy import load_file
 
-    from rlvr_jax.models import ModelConfig, create
+    from rlvr_jax.models import create
     with open(os.path.join(folder, "config.json")) as fh:
         c = json.load(fh)
-    cfg = ModelConfig(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"],
-                      intermediate_size=c["intermediate_size"], num_layers=c["num_hidden_layers"],
-                      num_heads=c["num_attention_heads"], num_kv_heads=c["num_key_value_heads"],
-                      head_dim=c["head_dim"], rope_theta=c["rope_theta"], rms_norm_eps=c["rms_norm_eps"],
-                      tie_word_embeddings=c["tie_word_embeddings"],
-                      max_position_embeddings=c["max_position_embeddings"])
-    model = create(cfg, 0)
+    model = create(ours_config(c), 0)
     tensors = load_file(os.path.join(folder, "model.safetensors"))
     flat = []
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):

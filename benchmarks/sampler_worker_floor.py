@@ -14,17 +14,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sampler_weights import SMOLLM2_135M  # noqa: E402
+from sampler_weights import SMOLLM2_135M, projection_shapes  # noqa: E402
 from sampler_worker_common import NEW_TOKENS, PROMPT_BUCKET, serve  # noqa: E402
 
 
 def main():
     s = SMOLLM2_135M
-    d, f, hd = s["hidden_size"], s["intermediate_size"], s["head_dim"]
-    q, kv = s["num_attention_heads"] * hd, s["num_key_value_heads"] * hd
+    d = s["hidden_size"]
     rng = np.random.default_rng(0)
-    layers = [[rng.standard_normal(sh, dtype=np.float32) * 0.02
-               for sh in ((d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d))]
+    layers = [[rng.standard_normal(sh, dtype=np.float32) * 0.02 for sh in projection_shapes(s)]
               for _ in range(s["num_hidden_layers"])]
     emb_T = np.ascontiguousarray(rng.standard_normal((s["vocab_size"], d), dtype=np.float32).T * 0.02)
 
