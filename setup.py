@@ -42,7 +42,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["rlvr_jax", "rlvr_jax.*"]),
-    package_data={"rlvr_jax": ["data/assets/*"]},
+    package_data={"rlvr_jax": ["data/assets/*", "kernels/*.cc"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={

@@ -1,11 +1,13 @@
 """How fast could any framework run the GRPO iteration benchmark on this CPU? Its matmul floor next to the
-2x-the-best-peer target, and this CPU's matmul rate by row count, XLA against numpy's BLAS.
+2x-the-best-peer target, and this CPU's matmul rate by row count: XLA, numpy's BLAS and rlvr_jax's packed
+CPU kernel (`rlvr_jax.kernels.cpu_gemm`, what the sampler runs on a CPU).
 
 Measures this machine's matmul rate on the shapes the benchmarks run (the 7 projections of a SmolLM2-135M
-layer chained over 30 layers at M = 16 .. 2048 rows, and the 49152-way LM head), through XLA (what jax
-runs) and through numpy's BLAS, keeps the faster of the two for each M, and divides each benchmark's
+layer chained over 30 layers at M = 16 .. 2048 rows, and the 49152-way LM head), through XLA, numpy's
+BLAS and the packed kernel (weights packed beforehand, as the sampler does once per call), keeps the
+fastest for each M, and divides each benchmark's
 analytic matmul FLOPs (`rlvr_jax.parallel.accounting.forward_flops`) by it. Attention's memory traffic,
-norms, sampling and the optimiser are left out, so no program can beat the floor on this machine.
+norms, sampling and the optimiser are left out, so no program built on these matmuls can beat the floor.
 The target is half the best peer's time in benchmarks/results/iteration.json. (The sampler's floor is a
 worker of benchmarks/sampler_bench.py, timed interleaved with the peers.)
 
@@ -29,6 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from iteration_profile import phase_flops  # noqa: E402
+from rlvr_jax.kernels import cpu_gemm  # noqa: E402
 from rlvr_jax.parallel.accounting import forward_flops  # noqa: E402
 from sampler_weights import ours_config, projection_shapes  # noqa: E402
 
@@ -47,7 +50,7 @@ def chain_flops(M: int, weights) -> float:
 
 
 def rates(M: int, reps: int, rng) -> dict:
-    """GFLOP/s of the layer-projection chain and of the LM head at M rows, XLA and numpy (median of reps)."""
+    """GFLOP/s of the layer-projection chain and of the LM head at M rows: XLA, numpy, kernel (median of reps)."""
     w = layer_weights(rng)
     emb = rng.standard_normal((MC.vocab_size, MC.hidden_size), dtype=np.float32) * 0.02
     x = rng.standard_normal((M, MC.hidden_size), dtype=np.float32)
@@ -62,10 +65,25 @@ def rates(M: int, reps: int, rng) -> dict:
 
     xla_chain = jax.jit(lambda x, w: chain(x, w, jnp))
     xla_head = jax.jit(lambda x, e: x @ e.T)
+    kernel_fns = {}
+    if cpu_gemm.status()[0]:
+        wp, headp = [cpu_gemm.pack(a) for a in wj], cpu_gemm.pack_transposed(embj)
+
+        class Packed:  # `x @ Packed(w)` runs the packed kernel, so `chain` stays one definition
+            def __init__(self, w):
+                self.w = w
+
+            def __rmatmul__(self, x):
+                return cpu_gemm.packed_matmul(x, self.w)
+
+        kernel_chain = jax.jit(lambda x, w: chain(x, [Packed(a) for a in w], jnp))
+        kernel_head = jax.jit(cpu_gemm.packed_matmul)
+        kernel_fns = {"kernel_chain": (lambda: kernel_chain(xj, wp), chain_flops(M, w)),
+                      "kernel_head": (lambda: kernel_head(xj, headp), 2.0 * M * emb.size)}
     fns = {"xla_chain": (lambda: xla_chain(xj, wj), chain_flops(M, w)),
            "numpy_chain": (lambda: chain(x, w, np), chain_flops(M, w)),
            "xla_head": (lambda: xla_head(xj, embj), 2.0 * M * emb.size),
-           "numpy_head": (lambda: x @ emb.T, 2.0 * M * emb.size)}
+           "numpy_head": (lambda: x @ emb.T, 2.0 * M * emb.size), **kernel_fns}
     for fn, _ in fns.values():
         jax.block_until_ready(fn())  # compile / warm up
     times = {k: [] for k in fns}
@@ -78,7 +96,7 @@ def rates(M: int, reps: int, rng) -> dict:
 
 
 def best(r: dict, what: str) -> float:
-    return max(r[f"xla_{what}"], r[f"numpy_{what}"])
+    return max(r[f"xla_{what}"], r[f"numpy_{what}"], r.get(f"kernel_{what}", 0.0))
 
 
 def sample_floor(prompts: int, rows: int, r: dict) -> float:
@@ -110,13 +128,15 @@ def main(argv=None):
     big = max(best(r[M], "chain") for M in Ms)
 
     lines = ["### Matmul floors on this CPU against the 2x targets", "",
-             f"Best matmul rate measured on the benchmarks' shapes (XLA or numpy's BLAS, median of {args.reps}, "
-             f"interleaved), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}:", "",
-             "| rows M | XLA layers | numpy layers | XLA LM head | numpy LM head |", "|---|---|---|---|---|"]
+             f"Matmul rate (GFLOP/s) on the benchmarks' shapes through XLA, numpy's BLAS and rlvr_jax's packed CPU "
+             f"kernel, median of {args.reps}, interleaved; load average "
+             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}:", "",
+             "| rows M | XLA layers | numpy layers | kernel layers | XLA LM head | numpy LM head | kernel LM head |",
+             "|---|---|---|---|---|---|---|"]
     for M in Ms:
         v = r[M]
-        lines.append(f"| {M} | {v['xla_chain']:.1f} | {v['numpy_chain']:.1f} | {v['xla_head']:.1f} | "
-                     f"{v['numpy_head']:.1f} |")
+        lines.append(f"| {M} | {v['xla_chain']:.1f} | {v['numpy_chain']:.1f} | {v.get('kernel_chain', 0):.1f} | "
+                     f"{v['xla_head']:.1f} | {v['numpy_head']:.1f} | {v.get('kernel_head', 0):.1f} |")
     lines += ["", "| benchmark | best peer (recorded) | 2x target | matmul floor | floor / best peer "
               "| rlvr_jax (recorded) |", "|---|---|---|---|---|---|"]
     out = {"rates_gflops": {str(M): v for M, v in r.items()}, "rows": []}

@@ -76,6 +76,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "top_k": F(0, "keep the k most likely tokens (0: off)", None, _nonneg, "must be >= 0"),
         "min_p": F(0.0, "drop tokens below min_p * max prob (0: off)", None, _prob, "must be in [0, 1]"),
         "prompt_buckets": F("16,32,64,128,256,512,1024,2048", "left-padded prompt lengths (comma list)"),
+        "matmul": F("auto", "decode-loop matmuls: auto (the packed AVX2 kernel on one x86 CPU device, float32; "
+                            "XLA elsewhere), xla, cpu_kernel", ("auto", "xla", "cpu_kernel")),
     },
     "algo": {
         "variant": F("", "paper variant preset (grpo, rloo, reinforce_pp, dr_grpo, dapo, iac, dlc, iac_dlc); "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 TILT_ORDERS = ("tilt_then_temperature", "temperature_then_tilt")
+MATMULS = ("auto", "xla", "cpu_kernel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SamplingConfig:
     plausibility: float = 0.0
     tilt_order: str = "tilt_then_temperature"
     prompt_buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048)
+    matmul: str = "auto"  # decode matmuls: auto | xla | cpu_kernel (models.decode_pack)
 
     def __post_init__(self):
         checks = [
@@ -41,6 +43,7 @@ class SamplingConfig:
             ("tilt_order", self.tilt_order in TILT_ORDERS, f"must be one of {TILT_ORDERS}"),
             ("prompt_buckets", len(self.prompt_buckets) > 0 and all(b > 0 for b in self.prompt_buckets),
              "must list positive lengths"),
+            ("matmul", self.matmul in MATMULS, f"must be one of {MATMULS}"),
         ]
         for name, ok, msg in checks:
             if not ok:
@@ -64,7 +67,7 @@ class SamplingConfig:
                   top_k=int(r.top_k), min_p=float(r.min_p), stop_token_ids=tuple(stop_token_ids), pad_id=pad_id,
                   num_samples=r.group_size, dlc_mu=float(m.mu) if m.enabled else 0.0,
                   plausibility=float(m.plausibility) if m.enabled else 0.0, tilt_order=m.tilt_order,
-                  prompt_buckets=int_list(r.prompt_buckets, "rollout.prompt_buckets"))
+                  prompt_buckets=int_list(r.prompt_buckets, "rollout.prompt_buckets"), matmul=r.matmul)
         kw.update(overrides)
         return cls(**kw)
 

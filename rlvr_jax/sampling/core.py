@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding
 
+from rlvr_jax.models.decode_pack import decode_matmul, pack_for_decode
 from rlvr_jax.models.transformer import CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache  # noqa: F401
 from rlvr_jax.sampling.config import SamplingConfig
 from rlvr_jax.sampling.loop import decode, record
@@ -30,6 +31,17 @@ def make_constrain(mesh=None, rules=None):
         spec = logical_to_spec(names, x.shape, mesh, rules)
         return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
     return constrain
+
+
+def decode_models(policy, memory, cfg: SamplingConfig, mesh=None):
+    """The (policy, memory) the sampler runs: packed for the CPU kernel when `cfg.matmul` resolves to it.
+
+    Call on modules merged inside the jit (they are modified in place).
+    """
+    if decode_matmul(cfg.matmul, mesh, (policy, memory)) == "cpu_kernel":
+        policy = pack_for_decode(policy)
+        memory = None if memory is None else pack_for_decode(memory)
+    return policy, memory
 
 
 def cache_len(prompt_len: int, cfg: SamplingConfig) -> int:
@@ -90,6 +102,7 @@ def sample_core(policy_graphdef, policy_state, prompts_BxP, prompt_mask_BxP, key
     constrain = make_constrain(mesh, rules)
     policy = nnx.merge(policy_graphdef, policy_state)
     memory = None if memory_graphdef is None else nnx.merge(memory_graphdef, memory_state)
+    policy, memory = decode_models(policy, memory, cfg, mesh)
     rows, S = prompts_BxP.shape[0] * cfg.num_samples, cache_len(prompts_BxP.shape[1], cfg)
 
     def new_cache(model):

@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding
 
 from rlvr_jax.models.transformer import init_cache
 from rlvr_jax.sampling.config import SamplingConfig, bucket_length
-from rlvr_jax.sampling.core import _KV, cache_len, make_constrain, sample_with_cache
+from rlvr_jax.sampling.core import _KV, cache_len, decode_models, make_constrain, sample_with_cache
 from rlvr_jax.sampling.state import Rollout
 
 
@@ -52,6 +52,7 @@ class Sampler:
         self.num_compiles += 1  # runs only while tracing
         policy = nnx.merge(policy_graphdef, policy_state)
         memory = None if memory_graphdef is None else nnx.merge(memory_graphdef, memory_state)
+        policy, memory = decode_models(policy, memory, cfg, self.mesh)
         return sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg, cache, memory, memory_cache,
                                  make_constrain(self.mesh, self.rules))
 

@@ -38,7 +38,8 @@ class TaskEvaluator:
         self.mask = self.prompts != pad_id
         self.params = jnp.asarray(self.batch.params_BxK, jnp.int32)
         self.scfg = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature,
-                                   stop_token_ids=tuple(stop_token_ids), pad_id=pad_id, num_samples=self.n)
+                                   stop_token_ids=tuple(stop_token_ids), pad_id=pad_id, num_samples=self.n,
+                                   matmul=cfg.rollout.matmul)
         # every candidate answer of every query (correct ones flagged), for the exact instruments
         A = max(len(task.answer_space(q)) for q in self.batch.queries)
         L = task.max_answer_len

@@ -105,6 +105,9 @@ def _iteration_setup():
     cfg.optim.learning_rate = 1e-2
     cfg = apply_variant(cfg)
     cfg.algo.overlong, cfg.algo.overlong_buffer = "soft", 12  # length-shaped rewards: non-zero advantages
+    # the single-device reference would otherwise decode with the CPU kernel ("auto"), the sharded runs with
+    # XLA: this test is about sharding (kernel vs XLA: tests/sampling/test_sampler_kernels.py)
+    cfg.rollout.matmul = "xla"
     cfg = validate(cfg)
     task = get_task("sum_pair")
     pc = policy_config(cfg, task.tokenizer.vocab_size, task.tokenizer)

@@ -1,0 +1,72 @@
+"""Which matmul the decode loop uses, and the decode-time copy of a model for the CPU kernel.
+
+`decode_matmul(requested, mesh, models)` resolves the sampler's `matmul` setting: "auto" picks the
+packed AVX2 kernel (`kernels.cpu_gemm`) on a single x86 CPU device with float32 models, where XLA's
+dot is slow at decode's few rows, and XLA everywhere else (TPU, GPU, a sharded mesh, AOT compiles for
+other chips). `pack_for_decode(model)` turns a module merged inside the sampler's jit into that copy:
+every Dense kernel (and the LM head) re-laid out once per sampler call, so the loop reads packed
+weights; stored models and checkpoints never hold the packed layout.
+"""
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from rlvr_jax.kernels import cpu_gemm
+from rlvr_jax.models.layers import Attention, Dense
+
+MATMULS = ("auto", "xla", "cpu_kernel")
+
+
+def _platform(mesh) -> str:
+    if mesh is None:
+        return jax.default_backend()
+    return mesh.devices.flat[0].platform
+
+
+def kernel_blocker(mesh, models) -> str | None:
+    """Why the CPU kernel cannot serve this sampler call (None: it can)."""
+    platform = _platform(mesh)
+    if platform != "cpu":
+        return f"the sampler runs on {platform}, the kernel is for CPUs"
+    if mesh is not None and mesh.size > 1:
+        return f"the sampling mesh has {mesh.size} devices (the kernel runs unsharded)"
+    for m in models:
+        if m is not None and (m.cfg.dtype != "float32" or m.cfg.param_dtype != "float32"):
+            return f"model dtype {m.cfg.dtype}/{m.cfg.param_dtype}: the kernel is float32"
+    ok, why = cpu_gemm.status()
+    return None if ok else why
+
+
+def decode_matmul(requested: str, mesh=None, models=()) -> str:
+    """'xla' or 'cpu_kernel' for this call; `requested` is the `rollout.matmul` setting."""
+    if requested not in MATMULS:
+        raise ValueError(f"rollout.matmul: {requested!r} must be one of {MATMULS}")
+    if requested == "xla":
+        return "xla"
+    blocker = kernel_blocker(mesh, models)
+    if blocker is None:
+        return "cpu_kernel"
+    if requested == "cpu_kernel":
+        raise ValueError(f"rollout.matmul: 'cpu_kernel' cannot run here: {blocker}")
+    return "xla"
+
+
+def pack_for_decode(model):
+    """Switches a (throwaway, in-jit) model to the CPU kernels: packs every Dense kernel and the LM head,
+    and runs decode-step (T = 1) attention over the cache in the kernel library.
+
+    Weights whose output width is not a multiple of 8 keep XLA's dot (head_dim likewise for attention).
+    Returns the same module.
+    """
+    for _, m in nnx.iter_modules(model):
+        if isinstance(m, Dense) and not m.packed and cpu_gemm.packable(m.kernel.shape[1]):
+            m.kernel.set_value(cpu_gemm.pack(m.kernel[...].astype("float32")))
+            m.packed = True
+        if isinstance(m, Attention) and m.cfg.head_dim_ % cpu_gemm.TAIL == 0:
+            m.decode_kernel = True
+    if model.packed_head is None and cpu_gemm.packable(model.cfg.vocab_size):
+        head = (cpu_gemm.pack_transposed(model.embed_tokens[...]) if model.lm_head is None
+                else cpu_gemm.pack(model.lm_head[...]))
+        model.packed_head = nnx.data(nnx.Variable(head.astype("float32")))
+    return model

@@ -1,0 +1,55 @@
+"""The sampler on the CPU kernels (`matmul="cpu_kernel"`, what "auto" picks on one x86 CPU device)
+against the same sampler on XLA's dot: same tokens, log-probs to float32 rounding, with and without a
+DLC memory network, tied and untied LM heads; and the setting really switches the compiled program."""
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from rlvr_jax.kernels import cpu_gemm
+from rlvr_jax.models import create, memory_config, tiny
+from rlvr_jax.sampling import Sampler, SamplingConfig, sample_core
+from tests.sampling.sampler_helpers import PROMPTS, padded, peaky
+
+pytestmark = pytest.mark.skipif(not cpu_gemm.status()[0], reason=f"CPU kernel unavailable: {cpu_gemm.status()[1]}")
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen3"])
+def models(request):
+    cfg = tiny(request.param, tie_word_embeddings=request.param == "llama")
+    policy = peaky(cfg, seed=2, scale=2.0)
+    memory = create(memory_config(cfg, width_ratio=0.5), seed=3)
+    return policy, memory
+
+
+@pytest.mark.parametrize("temperature,dlc", [(0.0, False), (1.0, False), (1.0, True)])
+def test_kernel_sampler_equals_xla_sampler(models, temperature, dlc):
+    policy, memory = models
+    ids, mask = padded(PROMPTS)
+    base = SamplingConfig(max_new_tokens=8, temperature=temperature, num_samples=3, prompt_buckets=(8,),
+                          dlc_mu=0.7 if dlc else 0.0)
+    out = {}
+    for mm in ("xla", "cpu_kernel"):
+        out[mm] = Sampler()(policy, ids, mask, jax.random.key(11), base.replace(matmul=mm),
+                            memory=memory if dlc else None)
+    a, b = out["xla"], out["cpu_kernel"]
+    np.testing.assert_array_equal(np.asarray(b.tokens_BxN), np.asarray(a.tokens_BxN))
+    np.testing.assert_allclose(np.asarray(b.logp_policy_BxN), np.asarray(a.logp_policy_BxN), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(b.logp_sampler_BxN), np.asarray(a.logp_sampler_BxN), atol=1e-5)
+
+
+def test_matmul_setting_switches_the_compiled_program(models):
+    policy, _ = models
+    gd, st = nnx.split(policy)
+    ids, mask = padded(PROMPTS)
+
+    def hlo(mm):
+        cfg = SamplingConfig(max_new_tokens=4, num_samples=2, prompt_buckets=(8,), matmul=mm)
+        return jax.jit(lambda s: sample_core(gd, s, ids, mask, jax.random.key(0), cfg)).lower(st).as_text()
+
+    n_dense = 7 * policy.cfg.num_layers + 1  # projections and the LM head
+    kernel, xla = hlo("cpu_kernel"), hlo("xla")
+    assert kernel.count(cpu_gemm.TARGET) >= 2 * n_dense  # prefill and decode step
+    assert kernel.count(cpu_gemm.ATTN_TARGET) == policy.cfg.num_layers  # decode step only
+    assert cpu_gemm.TARGET not in xla and cpu_gemm.ATTN_TARGET not in xla
+    assert hlo("auto").count(cpu_gemm.TARGET) == kernel.count(cpu_gemm.TARGET)
