@@ -272,6 +272,25 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RlvrPack, Pack,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<bool>("transposed"));
 
+// As RlvrPack, writing into a buffer the caller passes (and XLA aliases to the output): a sampler that
+// keeps its packed weights between calls reuses memory it has already touched instead of faulting in
+// fresh pages for every weight on every call.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RlvrPackInto,
+                              ([](ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> into,
+                                  ffi::ResultBuffer<ffi::F32> out, bool transposed) {
+                                if (into.typed_data() != out->typed_data()) {
+                                  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                                                    "rlvr_pack_into: the buffer must alias the output");
+                                }
+                                return Pack(pool, w, out, transposed);
+                              }),
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("transposed"));
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RlvrPackedGemm, PackedGemm,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()

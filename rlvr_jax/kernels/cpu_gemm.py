@@ -24,6 +24,7 @@ import numpy as np
 
 SOURCE = Path(__file__).with_name("cpu_gemm.cc")
 TARGET, PACK_TARGET, ATTN_TARGET = "rlvr_packed_gemm", "rlvr_pack", "rlvr_decode_attention"
+PACK_INTO_TARGET = "rlvr_pack_into"
 FLAGS = ("-O3", "-march=x86-64-v3", "-std=c++17", "-shared", "-fPIC")
 PANEL, TAIL = 24, 8  # columns per packed panel, and per tail panel
 
@@ -90,10 +91,18 @@ def status() -> tuple[bool, str]:
         lib = ctypes.cdll.LoadLibrary(str(build()))
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.RlvrPackedGemm), platform="cpu")
         jax.ffi.register_ffi_target(PACK_TARGET, jax.ffi.pycapsule(lib.RlvrPack), platform="cpu")
+        jax.ffi.register_ffi_target(PACK_INTO_TARGET, jax.ffi.pycapsule(lib.RlvrPackInto), platform="cpu")
         jax.ffi.register_ffi_target(ATTN_TARGET, jax.ffi.pycapsule(lib.RlvrDecodeAttention), platform="cpu")
     except (OSError, RuntimeError, AttributeError) as e:
         return False, str(e).splitlines()[0] if str(e) else type(e).__name__
     return True, "ok"
+
+
+def _require():
+    """Builds/registers the kernels on first use; one clear error where they cannot run."""
+    ok, why = status()
+    if not ok:
+        raise RuntimeError(f"rlvr_jax CPU kernels unavailable: {why}")
 
 
 def packable(n_out: int) -> bool:
@@ -101,26 +110,34 @@ def packable(n_out: int) -> bool:
     return n_out % TAIL == 0
 
 
-def pack(w_KxN):
+def _pack(w, K: int, N: int, transposed: bool, into=None):
+    _require()
+    if not packable(N):
+        raise ValueError(f"cpu_gemm.pack: N = {N} output columns must be a multiple of {TAIL}")
+    out = jax.ShapeDtypeStruct((K, N), jnp.float32)
+    if into is None:
+        return jax.ffi.ffi_call(PACK_TARGET, out)(w.astype(jnp.float32), transposed=transposed)
+    if into.shape != (K, N) or into.dtype != jnp.float32:
+        raise ValueError(f"cpu_gemm.pack: `into` is {into.shape} {into.dtype}, want ({K}, {N}) float32")
+    return jax.ffi.ffi_call(PACK_INTO_TARGET, out, input_output_aliases={1: 0})(
+        w.astype(jnp.float32), into, transposed=transposed)
+
+
+def pack(w_KxN, into=None):
     """W [K, N] -> the packed layout (logical shape still [K, N]): panels of 24 columns, then of 8.
 
-    Runs as the kernel library's parallel copy (XLA's transpose of the same reshape is several times
-    slower on CPU, and the sampler packs every weight once per call); `pack_reference` is the jnp form.
+    Runs as the kernel library's parallel copy (XLA's transpose of the same reshape is slower on CPU);
+    `pack_reference` is its jnp definition. `into`: a [K, N] float32 buffer to write (a donated one
+    that is already paged in), instead of a new allocation.
     """
     K, N = w_KxN.shape
-    if not packable(N):
-        raise ValueError(f"cpu_gemm.pack: N = {N} columns must be a multiple of {TAIL}")
-    return jax.ffi.ffi_call(PACK_TARGET, jax.ShapeDtypeStruct((K, N), jnp.float32))(
-        w_KxN.astype(jnp.float32), transposed=False)
+    return _pack(w_KxN, K, N, False, into)
 
 
-def pack_transposed(w_NxK):
+def pack_transposed(w_NxK, into=None):
     """pack(w_NxK.T) without materialising the transpose (tied embeddings [V, D] as the LM head)."""
     N, K = w_NxK.shape
-    if not packable(N):
-        raise ValueError(f"cpu_gemm.pack_transposed: N = {N} rows must be a multiple of {TAIL}")
-    return jax.ffi.ffi_call(PACK_TARGET, jax.ShapeDtypeStruct((K, N), jnp.float32))(
-        w_NxK.astype(jnp.float32), transposed=True)
+    return _pack(w_NxK, K, N, True, into)
 
 
 def pack_reference(w_KxN):
@@ -135,6 +152,7 @@ def pack_reference(w_KxN):
 
 def packed_matmul(x_MxK, w_packed_KxN):
     """x [..., K] @ W for a `pack`ed float32 W [K, N] (CPU only; call `status()` first)."""
+    _require()
     K, N = w_packed_KxN.shape
     if x_MxK.shape[-1] != K:
         raise ValueError(f"packed_matmul: x has {x_MxK.shape[-1]} features, the weight {K}")
@@ -144,6 +162,7 @@ def packed_matmul(x_MxK, w_packed_KxN):
 
 def decode_attention(q_BxHxD, k_BxKxSxD, v_BxKxSxD, mask_BxS, scale: float):
     """One decode step of grouped-query attention over the cache (float32, D % 8 == 0): [B, H, D]."""
+    _require()
     B, H, D = q_BxHxD.shape
     if D % TAIL or k_BxKxSxD.shape != v_BxKxSxD.shape or H % k_BxKxSxD.shape[1]:
         raise ValueError(f"decode_attention: q {q_BxHxD.shape}, cache {k_BxKxSxD.shape}: need D % 8 == 0, K | H")

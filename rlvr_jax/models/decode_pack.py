@@ -52,21 +52,45 @@ def decode_matmul(requested: str, mesh=None, models=()) -> str:
     return "xla"
 
 
-def pack_for_decode(model):
+def _packable_dense(model):
+    return [m for _, m in nnx.iter_modules(model)
+            if isinstance(m, Dense) and cpu_gemm.packable(m.kernel.shape[1])]
+
+
+def packed_shapes(model) -> list[tuple[int, int]]:
+    """Shapes of the buffers `pack_for_decode` fills, in its order (Dense kernels, then the LM head)."""
+    shapes = [tuple(m.kernel.shape) for m in _packable_dense(model)]
+    if cpu_gemm.packable(model.cfg.vocab_size):
+        shapes.append((model.cfg.hidden_size, model.cfg.vocab_size))
+    return shapes
+
+
+def pack_for_decode(model, into=None):
     """Switches a (throwaway, in-jit) model to the CPU kernels: packs every Dense kernel and the LM head,
     and runs decode-step (T = 1) attention over the cache in the kernel library.
 
     Weights whose output width is not a multiple of 8 keep XLA's dot (head_dim likewise for attention).
-    Returns the same module.
+    into: buffers of `packed_shapes(model)` to pack into (donated by the caller, so no fresh memory is
+    paged in per call); `packed_arrays(model)` returns the results in the same order. Returns the module.
     """
+    bufs = iter(into) if into is not None else None
+    for m in _packable_dense(model):
+        m.kernel.set_value(cpu_gemm.pack(m.kernel[...], next(bufs) if bufs else None))
+        m.packed = True
     for _, m in nnx.iter_modules(model):
-        if isinstance(m, Dense) and not m.packed and cpu_gemm.packable(m.kernel.shape[1]):
-            m.kernel.set_value(cpu_gemm.pack(m.kernel[...].astype("float32")))
-            m.packed = True
         if isinstance(m, Attention) and m.cfg.head_dim_ % cpu_gemm.TAIL == 0:
             m.decode_kernel = True
-    if model.packed_head is None and cpu_gemm.packable(model.cfg.vocab_size):
-        head = (cpu_gemm.pack_transposed(model.embed_tokens[...]) if model.lm_head is None
-                else cpu_gemm.pack(model.lm_head[...]))
-        model.packed_head = nnx.data(nnx.Variable(head.astype("float32")))
+    if cpu_gemm.packable(model.cfg.vocab_size):
+        buf = next(bufs) if bufs else None
+        head = (cpu_gemm.pack_transposed(model.embed_tokens[...], buf) if model.lm_head is None
+                else cpu_gemm.pack(model.lm_head[...], buf))
+        model.packed_head = nnx.data(nnx.Variable(head))
     return model
+
+
+def packed_arrays(model) -> list:
+    """The packed weights of a `pack_for_decode`d model, in `packed_shapes` order."""
+    out = [m.kernel[...] for m in _packable_dense(model)]
+    if model.packed_head is not None:
+        out.append(model.packed_head[...])
+    return out

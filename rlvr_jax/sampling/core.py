@@ -33,14 +33,15 @@ def make_constrain(mesh=None, rules=None):
     return constrain
 
 
-def decode_models(policy, memory, cfg: SamplingConfig, mesh=None):
+def decode_models(policy, memory, cfg: SamplingConfig, mesh=None, into=(None, None)):
     """The (policy, memory) the sampler runs: packed for the CPU kernel when `cfg.matmul` resolves to it.
 
-    Call on modules merged inside the jit (they are modified in place).
+    Call on modules merged inside the jit (they are modified in place). `into`: per model, buffers to
+    pack into (`models.decode_pack.packed_shapes`) or None.
     """
     if decode_matmul(cfg.matmul, mesh, (policy, memory)) == "cpu_kernel":
-        policy = pack_for_decode(policy)
-        memory = None if memory is None else pack_for_decode(memory)
+        policy = pack_for_decode(policy, into[0])
+        memory = None if memory is None else pack_for_decode(memory, into[1])
     return policy, memory
 
 

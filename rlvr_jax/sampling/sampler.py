@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 
+from rlvr_jax.models.decode_pack import decode_matmul, packed_arrays, packed_shapes
 from rlvr_jax.models.transformer import init_cache
 from rlvr_jax.sampling.config import SamplingConfig, bucket_length
 from rlvr_jax.sampling.core import _KV, cache_len, decode_models, make_constrain, sample_with_cache
@@ -45,16 +46,19 @@ class Sampler:
         self.num_compiles = 0
         self._caches: dict = {}
         self._jit = jax.jit(self._run, static_argnames=("cfg", "policy_graphdef", "memory_graphdef"),
-                            donate_argnames=("cache", "memory_cache"))
+                            donate_argnames=("cache", "memory_cache", "packed"))
 
-    def _run(self, policy_state, memory_state, prompts_BxP, prompt_mask_BxP, key, cache, memory_cache, *, cfg,
-             policy_graphdef, memory_graphdef):
+    def _run(self, policy_state, memory_state, prompts_BxP, prompt_mask_BxP, key, cache, memory_cache, packed, *,
+             cfg, policy_graphdef, memory_graphdef):
         self.num_compiles += 1  # runs only while tracing
         policy = nnx.merge(policy_graphdef, policy_state)
         memory = None if memory_graphdef is None else nnx.merge(memory_graphdef, memory_state)
-        policy, memory = decode_models(policy, memory, cfg, self.mesh)
-        return sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg, cache, memory, memory_cache,
-                                 make_constrain(self.mesh, self.rules))
+        policy, memory = decode_models(policy, memory, cfg, self.mesh, packed or (None, None))
+        out = sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg, cache, memory, memory_cache,
+                                make_constrain(self.mesh, self.rules))
+        if packed is None:
+            return out, None
+        return out, (packed_arrays(policy), None if memory is None else packed_arrays(memory))
 
     def _new_cache(self, model_cfg, rows: int, length: int):
         if self.mesh is None:
@@ -70,8 +74,17 @@ class Sampler:
         cache = self._caches.pop(k, None)
         return cache if cache is not None else self._new_cache(model_cfg, rows, length)
 
+    def _take_packed(self, name, model):
+        """Buffers for the CPU kernels' packed weights, kept between calls like the caches (and donated):
+        packing into memory already paged in is several times faster than into fresh pages."""
+        k = (name + "_packed", model.cfg)
+        bufs = self._caches.pop(k, None)
+        if bufs is None:
+            bufs = [jnp.zeros(s, jnp.float32) for s in packed_shapes(model)]
+        return bufs
+
     def clear(self):
-        """Frees the kept KV caches."""
+        """Frees the kept KV caches and packed weights."""
         self._caches.clear()
 
     def __call__(self, policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, memory=None) -> Rollout:
@@ -89,12 +102,21 @@ class Sampler:
         gm, sm = (None, None) if memory is None else nnx.split(memory)
         cache = self._take_cache("policy", policy.cfg, rows, S)
         mcache = None if memory is None else self._take_cache("memory", memory.cfg, rows, S)
-        rollout, cache, mcache = self._jit(sp, sm, jnp.asarray(prompts), jnp.asarray(mask), key, cache, mcache,
-                                           cfg=cfg, policy_graphdef=gp, memory_graphdef=gm)
+        packed = None
+        if decode_matmul(cfg.matmul, self.mesh, (policy, memory)) == "cpu_kernel":
+            packed = (self._take_packed("policy", policy),
+                      None if memory is None else self._take_packed("memory", memory))
+        (rollout, cache, mcache), packed = self._jit(sp, sm, jnp.asarray(prompts), jnp.asarray(mask), key, cache,
+                                                     mcache, packed, cfg=cfg, policy_graphdef=gp,
+                                                     memory_graphdef=gm)
         if self.keep_cache:
             self._caches[("policy", policy.cfg, rows, S)] = cache
             if memory is not None:
                 self._caches[("memory", memory.cfg, rows, S)] = mcache
+            if packed is not None:
+                self._caches[("policy_packed", policy.cfg)] = packed[0]
+                if memory is not None:
+                    self._caches[("memory_packed", memory.cfg)] = packed[1]
         return rollout
 
 

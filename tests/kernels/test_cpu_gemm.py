@@ -112,3 +112,16 @@ def test_matmul_resolution():
     assert decode_matmul("auto", None, (bf16,)) == "xla"
     with pytest.raises(ValueError, match=r"^rollout.matmul: 'fast' must be one of"):
         decode_matmul("fast", None, (policy,))
+
+
+@needs_kernel
+def test_pack_into_a_donated_buffer():
+    w = jnp.asarray(np.random.default_rng(5).standard_normal((40, 56), dtype=np.float32))
+    f = jax.jit(lambda w, buf: (cpu_gemm.pack(w, buf), cpu_gemm.pack_transposed(w.T, buf * 0)), donate_argnums=1)
+    buf = jnp.full((40, 56), 7.0, jnp.float32)
+    a, b = f(w, buf)
+    assert buf.is_deleted()  # donated: the packed weights live in the buffer's memory
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(cpu_gemm.pack_reference(w)))
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(cpu_gemm.pack_reference(w)))
+    with pytest.raises(ValueError, match=r"`into` is \(40, 8\) float32, want \(40, 56\) float32"):
+        cpu_gemm.pack(w, jnp.zeros((40, 8), jnp.float32))

@@ -53,3 +53,20 @@ def test_matmul_setting_switches_the_compiled_program(models):
     assert kernel.count(cpu_gemm.ATTN_TARGET) == policy.cfg.num_layers  # decode step only
     assert cpu_gemm.TARGET not in xla and cpu_gemm.ATTN_TARGET not in xla
     assert hlo("auto").count(cpu_gemm.TARGET) == kernel.count(cpu_gemm.TARGET)
+
+
+def test_kept_packed_weights_do_not_leak_between_calls(models):
+    """The Sampler keeps (and donates) its packed-weight buffers: a second call, with other weights,
+    samples exactly what a fresh sampler does."""
+    policy, memory = models
+    ids, mask = padded(PROMPTS)
+    cfg = SamplingConfig(max_new_tokens=6, temperature=1.0, num_samples=2, prompt_buckets=(8,), dlc_mu=0.5,
+                         matmul="cpu_kernel")
+    sampler = Sampler()
+    sampler(policy, ids, mask, jax.random.key(1), cfg, memory=memory)
+    assert ("policy_packed", policy.cfg) in sampler._caches and ("memory_packed", memory.cfg) in sampler._caches
+    other = create(policy.cfg, seed=9)
+    again = sampler(other, ids, mask, jax.random.key(2), cfg, memory=memory)
+    fresh = Sampler()(other, ids, mask, jax.random.key(2), cfg, memory=memory)
+    np.testing.assert_array_equal(np.asarray(again.tokens_BxN), np.asarray(fresh.tokens_BxN))
+    np.testing.assert_array_equal(np.asarray(again.logp_policy_BxN), np.asarray(fresh.logp_policy_BxN))
