@@ -80,7 +80,9 @@ class Sampler:
         k = (name + "_packed", model.cfg)
         bufs = self._caches.pop(k, None)
         if bufs is None:
-            bufs = [jnp.zeros(s, jnp.float32) for s in packed_shapes(model)]
+            # placed as the jit returns them (replicated on the mesh), so the next call does not recompile
+            where = None if self.mesh is None else NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            bufs = [jax.device_put(jnp.zeros(s, jnp.float32), where) for s in packed_shapes(model)]
         return bufs
 
     def clear(self):

@@ -70,3 +70,19 @@ def test_kept_packed_weights_do_not_leak_between_calls(models):
     fresh = Sampler()(other, ids, mask, jax.random.key(2), cfg, memory=memory)
     np.testing.assert_array_equal(np.asarray(again.tokens_BxN), np.asarray(fresh.tokens_BxN))
     np.testing.assert_array_equal(np.asarray(again.logp_policy_BxN), np.asarray(fresh.logp_policy_BxN))
+
+
+def test_one_device_mesh_uses_the_kernels_and_compiles_once(models):
+    """A one-device mesh (what `rlvr-train` makes on a single CPU) decodes on the kernels, and the kept
+    packed buffers come back placed as they went in: three calls, one compilation."""
+    from rlvr_jax import parallel
+    policy, _ = models
+    mesh = parallel.make_mesh(shape=(1, 1, 1), devices=jax.devices()[:1])
+    sampler = Sampler(mesh, parallel.SAMPLE_RULES)
+    ids, mask = padded(PROMPTS)
+    cfg = SamplingConfig(max_new_tokens=4, num_samples=2, prompt_buckets=(8,))
+    outs = [sampler(policy, ids, mask, jax.random.key(i), cfg) for i in range(3)]
+    assert sampler.num_compiles == 1
+    assert ("policy_packed", policy.cfg) in sampler._caches
+    ref = Sampler()(policy, ids, mask, jax.random.key(2), cfg.replace(matmul="xla"))
+    np.testing.assert_array_equal(np.asarray(outs[2].tokens_BxN), np.asarray(ref.tokens_BxN))
