@@ -75,7 +75,10 @@ def pack_for_decode(model, into=None):
     """
     bufs = iter(into) if into is not None else None
     for m in _packable_dense(model):
-        m.kernel.set_value(cpu_gemm.pack(m.kernel[...], next(bufs) if bufs else None))
+        # a new Variable, not set_value: nnx.merge shares Variable objects with the State it merged, so
+        # writing into them would hand the packed layout to everything else traced from that State
+        # (the fused iteration's train step)
+        m.kernel = nnx.Param(cpu_gemm.pack(m.kernel[...], next(bufs) if bufs else None))
         m.packed = True
     for _, m in nnx.iter_modules(model):
         if isinstance(m, Attention) and m.cfg.head_dim_ % cpu_gemm.TAIL == 0:

@@ -86,3 +86,20 @@ def test_one_device_mesh_uses_the_kernels_and_compiles_once(models):
     assert ("policy_packed", policy.cfg) in sampler._caches
     ref = Sampler()(policy, ids, mask, jax.random.key(2), cfg.replace(matmul="xla"))
     np.testing.assert_array_equal(np.asarray(outs[2].tokens_BxN), np.asarray(ref.tokens_BxN))
+
+
+def test_packing_leaves_the_merged_state_untouched(models):
+    """nnx.merge shares Variable objects with its State: packing must not write the packed layout into
+    them, or whatever else is traced from the same State (the fused iteration's train step) reads it."""
+    from rlvr_jax.models.decode_pack import pack_for_decode
+    policy, _ = models
+    gd, st = nnx.split(policy)
+
+    def after_packing(st):
+        pack_for_decode(nnx.merge(gd, st))
+        m = nnx.merge(gd, st)
+        assert not m.layers[0].mlp.up_proj.packed
+        return m.layers[0].mlp.up_proj.kernel[...]
+
+    kernel = jax.jit(after_packing)(st)
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(policy.layers[0].mlp.up_proj.kernel[...]))
