@@ -69,69 +69,6 @@ void Panel(const float* x, int64_t r0, int64_t r1, int64_t K, const float* wp, f
   }
 }
 
-struct Gemm {
-  const float* x;
-  const float* wp;
-  float* y;
-  int64_t M, K, N, full, panels, chunk, chunks_per_block, units;
-  std::atomic<int64_t> next{0}, done{0};
-
-  void Unit(int64_t u) const {
-    const int64_t block = u / chunks_per_block, c = u % chunks_per_block;
-    const int64_t r0 = block * kRowBlock, r1 = std::min(M, r0 + kRowBlock);
-    const int64_t p1 = std::min(panels, (c + 1) * chunk);
-    for (int64_t p = c * chunk; p < p1; ++p) {
-      if (p < full) {
-        Panel<3>(x, r0, r1, K, wp + p * K * 24, y + p * 24, N);
-      } else {
-        const int64_t q = p - full;
-        Panel<1>(x, r0, r1, K, wp + full * K * 24 + q * K * 8, y + full * 24 + q * 8, N);
-      }
-    }
-  }
-
-  // Takes units until none are left; every unit taken is finished before `done` counts it.
-  void Drain() {
-    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
-      Unit(u);
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
-ffi::Error PackedGemm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_packed,
-                      ffi::ResultBuffer<ffi::F32> y) {
-  const auto wd = w_packed.dimensions();
-  if (wd.size() != 2 || wd[1] % 8 != 0) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "rlvr_packed_gemm: packed weight must be [K, N], N % 8 == 0");
-  }
-  const int64_t K = wd[0], N = wd[1];
-  if (K == 0 || x.element_count() % K != 0) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "rlvr_packed_gemm: x's last dimension must equal K");
-  }
-  auto g = std::make_shared<Gemm>();
-  g->x = x.typed_data();
-  g->wp = w_packed.typed_data();
-  g->y = y->typed_data();
-  g->M = x.element_count() / K;
-  g->K = K;
-  g->N = N;
-  g->full = N / 24;
-  g->panels = g->full + (N % 24) / 8;
-  if (g->M == 0) return ffi::Error::Success();
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  const int64_t blocks = (g->M + kRowBlock - 1) / kRowBlock;
-  // about 8 units per thread, so uneven progress (a shared core) evens out
-  const int64_t per_block = std::max<int64_t>(1, (threads * 8 + blocks - 1) / blocks);
-  g->chunk = std::max<int64_t>(1, (g->panels + per_block - 1) / per_block);
-  g->chunks_per_block = (g->panels + g->chunk - 1) / g->chunk;
-  g->units = blocks * g->chunks_per_block;
-  for (int64_t t = 1; t < std::min(threads, g->units); ++t) pool.Schedule([g] { g->Drain(); });
-  g->Drain();
-  while (g->done.load(std::memory_order_acquire) < g->units) _mm_pause();
-  return ffi::Error::Success();
-}
-
 // Runs fn(i) for i in [0, n) on the pool and the calling thread; returns when all are done.
 template <typename F>
 void ParallelFor(ffi::ThreadPool& pool, int64_t n, F fn) {
@@ -152,6 +89,58 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t n, F fn) {
   for (int64_t t = 1; t < std::min(threads, n); ++t) pool.Schedule([loop] { loop->Drain(); });
   loop->Drain();
   while (loop->done.load(std::memory_order_acquire) < n) _mm_pause();
+}
+
+struct Gemm {
+  const float* x;
+  const float* wp;
+  float* y;
+  int64_t M, K, N, full, panels, chunk, chunks_per_block;
+
+  // Work unit u: rows [block * kRowBlock, +kRowBlock) of y for one chunk of panels.
+  void Unit(int64_t u) const {
+    const int64_t block = u / chunks_per_block, c = u % chunks_per_block;
+    const int64_t r0 = block * kRowBlock, r1 = std::min(M, r0 + kRowBlock);
+    const int64_t p1 = std::min(panels, (c + 1) * chunk);
+    for (int64_t p = c * chunk; p < p1; ++p) {
+      if (p < full) {
+        Panel<3>(x, r0, r1, K, wp + p * K * 24, y + p * 24, N);
+      } else {
+        const int64_t q = p - full;
+        Panel<1>(x, r0, r1, K, wp + full * K * 24 + q * K * 8, y + full * 24 + q * 8, N);
+      }
+    }
+  }
+};
+
+ffi::Error PackedGemm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_packed,
+                      ffi::ResultBuffer<ffi::F32> y) {
+  const auto wd = w_packed.dimensions();
+  if (wd.size() != 2 || wd[1] % 8 != 0) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "rlvr_packed_gemm: packed weight must be [K, N], N % 8 == 0");
+  }
+  const int64_t K = wd[0], N = wd[1];
+  if (K == 0 || x.element_count() % K != 0) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "rlvr_packed_gemm: x's last dimension must equal K");
+  }
+  Gemm g;
+  g.x = x.typed_data();
+  g.wp = w_packed.typed_data();
+  g.y = y->typed_data();
+  g.M = x.element_count() / K;
+  g.K = K;
+  g.N = N;
+  g.full = N / 24;
+  g.panels = g.full + (N % 24) / 8;
+  if (g.M == 0) return ffi::Error::Success();
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t blocks = (g.M + kRowBlock - 1) / kRowBlock;
+  // about 8 units per thread, so uneven progress (a shared core) evens out
+  const int64_t per_block = std::max<int64_t>(1, (threads * 8 + blocks - 1) / blocks);
+  g.chunk = std::max<int64_t>(1, (g.panels + per_block - 1) / per_block);
+  g.chunks_per_block = (g.panels + g.chunk - 1) / g.chunk;
+  ParallelFor(pool, blocks * g.chunks_per_block, [g](int64_t u) { g.Unit(u); });
+  return ffi::Error::Success();
 }
 
 // W [K, N] (or, transposed, W^T stored [N, K]) -> the packed panel layout of PackedGemm.

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from rlvr_jax.models.decode_pack import MATMULS
+
 TILT_ORDERS = ("tilt_then_temperature", "temperature_then_tilt")
-MATMULS = ("auto", "xla", "cpu_kernel")
 
 
 @dataclasses.dataclass(frozen=True)
