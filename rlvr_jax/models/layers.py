@@ -14,6 +14,7 @@ from flax import nnx
 
 from rlvr_jax.kernels.cpu_gemm import decode_attention, packed_matmul
 from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.models.matmul import rows_matmul
 
 NEG_INF = -1e30  # finite, so fully masked rows give a uniform (not NaN) softmax
 
@@ -41,7 +42,7 @@ class Dense(nnx.Module):
         if self.packed:
             y = packed_matmul(x, self.kernel[...]).astype(self.dtype)
         else:
-            y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+            y = rows_matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
