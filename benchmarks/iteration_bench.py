@@ -10,6 +10,11 @@ this CPU. Each framework runs in its own worker process (peers in their own venv
 created here when missing); warm-up steps (compile) are timed and reported separately, then rounds are
 interleaved (ours, TRL, tunix, repeat) and the table holds medians of seconds per step.
 
+Our worker starts with the environment `rlvr-train` gives itself (`train.host_allocator = "keep"`: glibc
+malloc tunables that keep freed host buffers mapped; see rlvr_jax/host_alloc.py). Peers run as shipped;
+`--peers trl,tunix,trl_alloc,tunix_alloc` also runs each peer with the same tunables, reported on their
+own rows, so the table shows what the setting alone is worth to them.
+
     .venv/bin/python benchmarks/iteration_bench.py                  # writes benchmarks/results/iteration.{md,json}
     .venv/bin/python benchmarks/iteration_bench.py --shape tiny --rounds 1 --out /tmp/it   # smoke run
 
@@ -35,7 +40,8 @@ PEER_PACKAGES = {  # torch first, exactly this spec (the CPU wheel), then the re
     "trl": [["torch==2.13.0"], ["trl", "transformers", "safetensors", "numpy", "datasets"]],
     "tunix": [["google-tunix", "jax==0.10.2", "safetensors", "numpy", "transformers"]],
 }
-NAMES = {"ours": "rlvr_jax", "trl": "TRL GRPOTrainer", "tunix": "tunix GRPOLearner"}
+NAMES = {"ours": "rlvr_jax", "trl": "TRL GRPOTrainer", "tunix": "tunix GRPOLearner",
+         "trl_alloc": "TRL GRPOTrainer + our glibc tunables", "tunix_alloc": "tunix GRPOLearner + our glibc tunables"}
 
 
 def log(msg):
@@ -165,16 +171,24 @@ def main():
     logdir = os.path.join(args.venvs, "logs")
     os.makedirs(logdir, exist_ok=True)
     folder = write_weights(os.path.join(args.venvs, f"iteration-weights-{args.shape}"), args.shape, args.venvs)
-    pys = {p: ensure_venv(args.venvs, p) for p in peers}
+    bases = {p: p.removesuffix("_alloc") for p in peers}
+    pys = {b: ensure_venv(args.venvs, b) for b in set(bases.values())}
 
     workers, failures = {}, {}
     argv = {"ours": [sys.executable, os.path.join(HERE, "iteration_worker_ours.py"), folder],
             "trl": [pys.get("trl"), os.path.join(HERE, "iteration_worker_trl.py"), folder, str(args.threads),
                     os.path.join(args.venvs, "trl-output")],
             "tunix": [pys.get("tunix"), os.path.join(HERE, "iteration_worker_tunix.py"), folder]}
+    argv["trl_alloc"] = argv["trl"][:-1] + [os.path.join(args.venvs, "trl-output-alloc")]
+    argv["tunix_alloc"] = argv["tunix"]
+    from rlvr_jax import host_alloc
+    from rlvr_jax.config import base_config
+    tuned = host_alloc.environ_with_tunables()
+    envs = {"ours": tuned if base_config().train.host_allocator == "keep" else None}
+    envs.update({p: tuned if p.endswith("_alloc") else None for p in peers})
     for key in ["ours"] + peers:
         try:
-            workers[key] = Worker(key, argv[key], logdir)
+            workers[key] = Worker(key, argv[key], logdir, env=envs[key])
             log(f"{workers[key].name} loaded in {workers[key].info['load_seconds']:.1f}s: {workers[key].info}")
         except Exception as e:  # a peer that cannot run here is reported, never faked
             failures[key] = str(e)
@@ -225,12 +239,14 @@ def summarize(args, workers, warm, timed, failures, load_start, load_end, loads)
     if "ours" in rows:
         for k, r in rows.items():
             r["ratio_vs_ours"] = r["median_s"] / rows["ours"]["median_s"]
-    peers = [r["median_s"] for k, r in rows.items() if k != "ours"]
+    peers = [r["median_s"] for k, r in rows.items() if k != "ours" and not k.endswith("_alloc")]
+    tuned = [r["median_s"] for k, r in rows.items() if k.endswith("_alloc")]
     return {"shape": args.shape, "G": 8, "prompts_per_step": 2, "new_tokens": 64, "dtype": "float32",
             "warmup_steps": args.warmup, "rounds": args.rounds, "machine": f"{platform.machine()}, "
             f"{os.cpu_count()} CPUs", "loadavg_start": load_start, "loadavg_end": load_end, "loadavg_rounds": loads,
             "rows": rows, "failures": failures, "date": time.strftime("%Y-%m-%d %H:%M"),
             "speedup_vs_best_peer": (min(peers) / rows["ours"]["median_s"]) if peers and "ours" in rows else None,
+            "speedup_vs_best_tuned_peer": (min(tuned) / rows["ours"]["median_s"]) if tuned and "ours" in rows else None,
             "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])}
 
 
@@ -256,6 +272,8 @@ def markdown(res) -> str:
                      f"{', '.join(f'{x:.1f}' for x in r['warmup_s'])} | {r['load_s']:.1f} | {ratio} |")
     if res.get("speedup_vs_best_peer"):
         lines += ["", f"rlvr_jax is **{res['speedup_vs_best_peer']:.2f}x** faster per step than the faster peer."]
+    if res.get("speedup_vs_best_tuned_peer"):
+        lines += ["", f"Against the peers started with the same glibc tunables: **{res['speedup_vs_best_tuned_peer']:.2f}x**."]
     for k, msg in res["failures"].items():
         lines += ["", f"{NAMES[k]} did not run: `{error_line(msg)}`"]
     ours = res["rows"].get("ours", {}).get("last", {})

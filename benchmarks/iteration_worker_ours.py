@@ -2,7 +2,8 @@
 
 Tokenise the step's prompts, `Sampler` (G = 8 per prompt, 64 new tokens, no stop tokens), decode to text,
 verify on the host, `compute_advantages`, `batch_from_rollout`, one jitted `train_step` (state donated).
-Runs in the main venv: python benchmarks/iteration_worker_ours.py WEIGHTS_FOLDER
+Runs in the main venv: python benchmarks/iteration_worker_ours.py WEIGHTS_FOLDER (the bench starts it with
+`host_alloc.environ_with_tunables()`, the environment `rlvr-train` gives itself).
 """
 import os
 import sys
@@ -16,7 +17,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import iteration_common as C  # noqa: E402
-from rlvr_jax import parallel  # noqa: E402
+from rlvr_jax import host_alloc, parallel  # noqa: E402
 from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
 from rlvr_jax.config import base_config, validate  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
@@ -67,7 +68,8 @@ def main(folder):
     adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
     G, n = C.G, C.PROMPTS_PER_STEP
     gate = C.Gate()
-    gate.ready(framework="rlvr_jax", jax=jax.__version__, devices=str(jax.devices()))
+    gate.ready(framework="rlvr_jax", jax=jax.__version__, devices=str(jax.devices()),
+               host_tunables=host_alloc.active())
     while (step := gate.wait()) is not None:
         ph = {}
         t = time.perf_counter()

@@ -51,9 +51,20 @@ def _die(prog: str, msg: str):
     sys.exit(2)
 
 
-def train_main(argv=None):
+def _host_memory(cfg, reexec: bool):
+    """Restarts the process once with the host-allocator tunables (`train.host_allocator`), before JAX starts.
+
+    Only when this function is the program's entry point (argv from the command line): a caller that passes
+    argv, such as a test, keeps its process."""
+    if reexec:
+        from rlvr_jax import host_alloc
+        host_alloc.ensure(cfg.train.host_allocator)
+
+
+def train_main(argv=None, reexec=None):
     """rlvr-train: runs the RL loop described by the config."""
     cfg, _ = _parse(argv or sys.argv)
+    _host_memory(cfg, argv is None if reexec is None else reexec)
     from rlvr_jax.train import loop
     try:
         loop.run(cfg)
@@ -61,12 +72,13 @@ def train_main(argv=None):
         _die("rlvr-train", str(e))
 
 
-def eval_main(argv=None):
+def eval_main(argv=None, reexec=None):
     """rlvr-eval: pass@k / avg@k / coverage of a checkpoint (or the initial policy) on held-out queries."""
     def ckpt(fv):
         flags.DEFINE_multi_string("checkpoint", [], "checkpoint folder(s); several give one plot", flag_values=fv)
         flags.DEFINE_string("out", "", "output folder (default: <log.dir>/eval)", flag_values=fv)
     cfg, fv = _parse(argv or sys.argv, [ckpt])
+    _host_memory(cfg, argv is None if reexec is None else reexec)
     from rlvr_jax.train import evaluate
     try:
         evaluate.run(cfg, checkpoints=fv.checkpoint, out=fv.out or None)
@@ -103,11 +115,16 @@ def compile_main(argv=None):
 
 def main(argv=None):
     """`python -m rlvr_jax.cli {train,eval,compile} ...` (same as the console scripts)."""
+    from_command_line = argv is None
     argv = list(argv or sys.argv)
     cmds = {"train": train_main, "eval": eval_main, "compile": compile_main}
     if len(argv) < 2 or argv[1] not in cmds:
         _die("rlvr", f"usage: python -m rlvr_jax.cli {{{','.join(cmds)}}} --config FILE [--config.x=y ...]")
-    cmds[argv[1]]([f"rlvr-{argv[1]}"] + argv[2:])
+    args = [f"rlvr-{argv[1]}"] + argv[2:]
+    if argv[1] == "compile":
+        compile_main(args)
+    else:
+        cmds[argv[1]](args, reexec=from_command_line)
 
 
 if __name__ == "__main__":

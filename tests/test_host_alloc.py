@@ -1,0 +1,84 @@
+"""host_alloc: tunables merge, the one-time re-exec, and the page faults it removes from repeated XLA:CPU calls."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rlvr_jax import host_alloc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+glibc_only = pytest.mark.skipif(not host_alloc.supported(), reason="needs Linux with glibc >= 2.26")
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RLVR_JAX_HOST_ALLOC_REEXEC")}
+    env.update(extra)
+    return env
+
+
+def test_merge_keeps_the_users_values_and_adds_ours():
+    got = host_alloc.merged("glibc.malloc.arena_max=4:glibc.foo=1")
+    parts = got.split(":")
+    assert parts[:2] == ["glibc.malloc.arena_max=4", "glibc.foo=1"]
+    assert "glibc.malloc.mmap_max=0" in parts and sum(p.startswith("glibc.malloc.arena_max") for p in parts) == 1
+    assert host_alloc.active({"GLIBC_TUNABLES": got})
+    assert not host_alloc.active({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"})
+    assert host_alloc.merged("") == ":".join(f"{k}={v}" for k, v in host_alloc.TUNABLES)
+
+
+def test_unknown_mode_names_the_field():
+    with pytest.raises(ValueError, match="config.train.host_allocator: 'big' must be one of keep, system"):
+        host_alloc.ensure("big")
+
+
+SCRIPT = textwrap.dedent("""
+    import os, sys
+    print("start", os.getpid(), flush=True)
+    from rlvr_jax import host_alloc
+    host_alloc.ensure(sys.argv[1])
+    print("after", os.getpid(), os.environ.get("GLIBC_TUNABLES", ""), sys.argv[1:], flush=True)
+""")
+
+
+@glibc_only
+@pytest.mark.parametrize("mode", ["keep", "system"])
+def test_ensure_restarts_the_same_command_once(tmp_path, mode):
+    script = tmp_path / "s.py"
+    script.write_text(SCRIPT)
+    p = subprocess.run([sys.executable, str(script), mode, "--x=1"], env=_clean_env(), capture_output=True,
+                       text=True, timeout=60, cwd=ROOT)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0, p.stderr
+    pid = lines[0].split()[1]
+    after = [ln for ln in lines if ln.startswith("after")]
+    assert len(after) == 1 and after[0].split()[1] == pid  # exec keeps the pid; one final run
+    if mode == "keep":
+        assert len(lines) == 3 and lines[1] == lines[0]  # ran twice from the top, the second time with tunables
+        assert "glibc.malloc.arena_max=1" in after[0] and "'--x=1'" in after[0]
+    else:
+        assert len(lines) == 2 and "glibc.malloc" not in after[0]
+
+
+FAULTS = textwrap.dedent("""
+    import resource, jax, jax.numpy as jnp
+    f = jax.jit(lambda x: jnp.sum(jnp.sin(jnp.outer(x, x)) @ jnp.cos(jnp.outer(x, x))))  # ~2 x 144 MB temporaries
+    x = jnp.linspace(0, 1, 6000)
+    f(x).block_until_ready()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f(x).block_until_ready()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@glibc_only
+def test_tunables_stop_repeated_calls_from_faulting_their_temporaries_in():
+    runs = {}
+    for name, env in (("system", _clean_env()), ("keep", host_alloc.environ_with_tunables(_clean_env()))):
+        p = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, timeout=300,
+                           cwd=ROOT)
+        assert p.returncode == 0, p.stderr
+        runs[name] = int(p.stdout.split()[-1])
+    # 288 MB of fresh pages is ~70k faults; kept memory needs (almost) none
+    assert runs["system"] > 30_000 and runs["keep"] < 3_000, runs
