@@ -154,7 +154,9 @@ def _step_all(workers, failures, out, phase):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="smollm2-135m", help="smollm2-135m, or tiny for a smoke run")
-    ap.add_argument("--peers", default="trl,tunix")
+    ap.add_argument("--peers", default="trl,tunix",
+                    help="trl, tunix; trl_alloc / tunix_alloc: the same peer started with our glibc tunables "
+                         "(all four at once did not fit in 24 GB here: the tunix workers were killed)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per framework (compile, lazy init)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads")

@@ -8,6 +8,9 @@ full jitted train step: grad + AdamW + skip-on-nonfinite), and the grad with one
 (`algo.share_prompt = False`: what sharing each group's prompt saves).
 
     .venv/bin/python benchmarks/iteration_profile.py [--reps 3] [--shape smollm2-135m]
+
+It runs as `rlvr-train` would: it restarts itself once with the host-allocator tunables
+(`train.host_allocator`, rlvr_jax/host_alloc.py).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np  # noqa: E402
 
 import iteration_common as C  # noqa: E402
 from iteration_worker_ours import bench_config, encode  # noqa: E402
+from rlvr_jax import host_alloc  # noqa: E402
 from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
 from rlvr_jax.algos.logprobs import response_logprobs_and_entropy  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
@@ -36,12 +40,13 @@ from rlvr_jax.train.state import init_state, make_optimizers, merge  # noqa: E40
 from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
 
 
-def phase_flops(mc, n: int, G: int, P_bucket: int, N: int) -> dict:
+def phase_flops(mc, n: int, G: int, P_bucket: int, N: int, chunk: int) -> dict:
     """Analytic matmul FLOPs of each timed phase: n prompts (bucket P_bucket) x G responses of N tokens."""
     B, T = n * G, P_bucket + N - 1
     shared = forward_flops(mc, n * P_bucket, P_bucket / 2, 0) + forward_flops(mc, B * N, P_bucket + N / 2, B * N)
     unshared = forward_flops(mc, B * T, T / 2, B * N)
-    head = forward_flops(mc, 0, 0, B * N)  # the chunked LM head is recomputed in the backward pass
+    # the LM head is recomputed in the backward pass only when the responses span several logprob chunks
+    head = forward_flops(mc, 0, 0, B * N) if N > chunk else 0.0
     return {"sample": forward_flops(mc, n * P_bucket, P_bucket, n) + sum(
                 forward_flops(mc, B, P_bucket + t, B) for t in range(N - 1)),
             "fwd": shared, "grad": 3 * shared + head, "step": 3 * shared + head,
@@ -63,6 +68,7 @@ def main():
     args = ap.parse_args()
     folder = os.path.join(args.venvs, f"iteration-weights-{args.shape}")
     cfg = bench_config()
+    host_alloc.ensure(cfg.train.host_allocator)  # the process rlvr-train would run (restarts once)
     tok = load_tokenizer(folder)
     policy = from_pretrained(folder, dtype="float32")
     mc = policy.cfg
@@ -117,7 +123,7 @@ def main():
     P = prompts.shape[1]
     P_bucket = 32
     T = P_bucket + N - 1
-    flops = {"matmul_ref": 3 * 2.0 * D ** 3, **phase_flops(mc, n, G, P_bucket, N), "host": 0.0}
+    flops = {"matmul_ref": 3 * 2.0 * D ** 3, **phase_flops(mc, n, G, P_bucket, N, algo.logprob_chunk), "host": 0.0}
     times = {k: [] for k in flops}
     first = {}
     params = state.policy
