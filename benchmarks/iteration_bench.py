@@ -10,8 +10,8 @@ this CPU. Each framework runs in its own worker process (peers in their own venv
 created here when missing); warm-up steps (compile) are timed and reported separately, then rounds are
 interleaved (ours, TRL, tunix, repeat) and the table holds medians of seconds per step.
 
-Our worker starts with the environment `rlvr-train` gives itself (`train.host_allocator = "keep"`: glibc
-malloc tunables that keep freed host buffers mapped; see rlvr_jax/host_alloc.py). Peers run as shipped;
+Our worker starts with the environment `rlvr-train` gives itself (`train.host_allocator = "auto"` on a
+CPU-only host: glibc malloc tunables that keep freed host buffers mapped; see rlvr_jax/host_alloc.py). Peers run as shipped;
 `--peers trl,tunix,trl_alloc,tunix_alloc` also runs each peer with the same tunables, reported on their
 own rows, so the table shows what the setting alone is worth to them.
 
@@ -186,7 +186,7 @@ def main():
     from rlvr_jax import host_alloc
     from rlvr_jax.config import base_config
     tuned = host_alloc.environ_with_tunables()
-    envs = {"ours": tuned if base_config().train.host_allocator == "keep" else None}
+    envs = {"ours": tuned if host_alloc.wanted(base_config().train.host_allocator) else None}
     envs.update({p: tuned if p.endswith("_alloc") else None for p in peers})
     for key in ["ours"] + peers:
         try:

@@ -137,9 +137,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "must be in [0, 1]"),
         "iterations_per_call": F(1, "on-device RL iterations fused per jitted call (token tasks)", None, _pos,
                                  "must be > 0"),
-        "host_allocator": F("keep", "host memory of XLA:CPU buffers: keep (the CLI restarts itself once with glibc "
-                            "malloc tunables so freed buffers stay mapped; see rlvr_jax/host_alloc.py) or system",
-                            ("keep", "system")),
+        "host_allocator": F("auto", "host memory of XLA:CPU buffers: keep (the CLI restarts itself once with glibc "
+                            "malloc tunables so freed buffers stay mapped; see rlvr_jax/host_alloc.py), system, or "
+                            "auto (keep when no TPU/GPU backend is installed)", ("auto", "keep", "system")),
     },
     "reward": {
         "verifier": F("task", "how rewards are computed", ("task", "math", "exact", "numeric")),

@@ -9,15 +9,20 @@ trimming, glibc keeps that memory in its heap and the next call reuses it withou
 GLIBC_TUNABLES is read only when a process starts, so `ensure("keep")` re-executes the running command
 (`sys.orig_argv`, same pid) once with the tunables added. `rlvr-train` and `rlvr-eval` call it after
 parsing their config (`train.host_allocator`). The cost: the process keeps its peak host memory until it
-exits, as device allocators do. No effect outside Linux/glibc.
+exits, as device allocators do. No effect outside Linux/glibc. The default, `auto`, does this only when
+no accelerator backend is installed (no libtpu, no CUDA/ROCm plugin, or JAX_PLATFORMS=cpu). On TPU and GPU
+hosts the big buffers live in device memory, and one malloc arena would only serialise the host's
+threads.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
 
-MODES = ("keep", "system")
+MODES = ("auto", "keep", "system")
+ACCELERATOR_MODULES = ("libtpu", "jax_cuda13_plugin", "jax_cuda12_plugin", "jax_rocm7_plugin", "jax_rocm60_plugin")
 TUNABLES = (("glibc.malloc.arena_max", "1"),  # every thread allocates from the main (brk) heap
             ("glibc.malloc.mmap_max", "0"),  # no block is served by mmap, so none is unmapped on free
             ("glibc.malloc.trim_threshold", str(1 << 40)))  # and the heap top is never given back
@@ -53,6 +58,13 @@ def active(environ=None) -> bool:
     return all(k in have for k, _ in TUNABLES)
 
 
+def describe() -> str:
+    """One line for the start-up log: which host allocator this process runs with."""
+    if active():
+        return "host memory: glibc tunables (freed buffers stay mapped)"
+    return "host memory: system malloc"
+
+
 def environ_with_tunables(environ=None) -> dict:
     """A copy of the environment for a child process that should start with the tunables."""
     env = dict(os.environ if environ is None else environ)
@@ -61,11 +73,27 @@ def environ_with_tunables(environ=None) -> dict:
     return env
 
 
-def ensure(mode: str) -> None:
-    """With mode 'keep' on glibc, restart this command once with the tunables (returns if already set)."""
+def accelerator(environ=None, find_spec=importlib.util.find_spec) -> str | None:
+    """The accelerator backend JAX would start here (an installed module name, or JAX_PLATFORMS), else None.
+
+    Checked without importing anything, so it can run before JAX starts."""
+    env = os.environ if environ is None else environ
+    platforms = [p.strip().lower() for p in env.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+    if platforms:
+        return None if platforms == ["cpu"] else ",".join(platforms)
+    return next((m for m in ACCELERATOR_MODULES if find_spec(m) is not None), None)
+
+
+def wanted(mode: str, environ=None, find_spec=importlib.util.find_spec) -> bool:
+    """Whether `mode` asks for the tunables here: keep, or auto on a host where JAX runs on the CPU."""
     if mode not in MODES:
         raise ValueError(f"config.train.host_allocator: {mode!r} must be one of {', '.join(MODES)}")
-    if mode != "keep" or not supported() or active() or os.environ.get(_GUARD):
+    return mode == "keep" or (mode == "auto" and accelerator(environ, find_spec) is None)
+
+
+def ensure(mode: str) -> None:
+    """When `wanted(mode)` on glibc, restart this command once with the tunables (returns if already set)."""
+    if not wanted(mode) or not supported() or active() or os.environ.get(_GUARD):
         return
     env = environ_with_tunables()
     env[_GUARD] = "1"

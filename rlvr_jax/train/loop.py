@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from rlvr_jax import parallel
+from rlvr_jax import host_alloc, parallel
 from rlvr_jax.config import int_list
 from rlvr_jax.sampling import SamplingConfig
 from rlvr_jax.train import evaluate as evaluation
@@ -59,7 +59,7 @@ def run(cfg) -> dict:
     parallel.maybe_initialize(cfg)  # multi-process launch (TPU pod, JAX_COORDINATOR_ADDRESS): before any JAX call
     print_config(cfg)
     mesh = parallel.make_mesh(cfg.mesh)
-    log("preflight: " + parallel.describe(mesh))
+    log("preflight: " + parallel.describe(mesh) + "; " + host_alloc.describe())
     built = build(cfg)
     if built.task is None:
         from rlvr_jax.train.text_loop import run_text
