@@ -51,12 +51,12 @@ def _die(prog: str, msg: str):
     sys.exit(2)
 
 
-def _host_memory(cfg, reexec: bool):
+def _host_memory(cfg, argv, reexec):
     """Restarts the process once with the host-allocator tunables (`train.host_allocator`), before JAX starts.
 
-    Only when this function is the program's entry point (argv from the command line): a caller that passes
-    argv, such as a test, keeps its process."""
-    if reexec:
+    Only when the entry point runs the program itself (`reexec`; by default, when argv came from the command
+    line): a caller that passes argv, such as a test, keeps its process."""
+    if argv is None if reexec is None else reexec:
         from rlvr_jax import host_alloc
         host_alloc.ensure(cfg.train.host_allocator)
 
@@ -64,7 +64,7 @@ def _host_memory(cfg, reexec: bool):
 def train_main(argv=None, reexec=None):
     """rlvr-train: runs the RL loop described by the config."""
     cfg, _ = _parse(argv or sys.argv)
-    _host_memory(cfg, argv is None if reexec is None else reexec)
+    _host_memory(cfg, argv, reexec)
     from rlvr_jax.train import loop
     try:
         loop.run(cfg)
@@ -78,7 +78,7 @@ def eval_main(argv=None, reexec=None):
         flags.DEFINE_multi_string("checkpoint", [], "checkpoint folder(s); several give one plot", flag_values=fv)
         flags.DEFINE_string("out", "", "output folder (default: <log.dir>/eval)", flag_values=fv)
     cfg, fv = _parse(argv or sys.argv, [ckpt])
-    _host_memory(cfg, argv is None if reexec is None else reexec)
+    _host_memory(cfg, argv, reexec)
     from rlvr_jax.train import evaluate
     try:
         evaluate.run(cfg, checkpoints=fv.checkpoint, out=fv.out or None)

@@ -69,16 +69,22 @@ class Sampler:
         make = jax.jit(lambda: init_cache(model_cfg, rows, length), out_shardings=[(sh, sh)] * model_cfg.num_layers)
         return make()
 
+    @staticmethod
+    def _cache_key(name, model_cfg, rows, length):
+        return (name, model_cfg, rows, length)
+
+    @staticmethod
+    def _packed_key(name, model_cfg):
+        return (name + "_packed", model_cfg)
+
     def _take_cache(self, name, model_cfg, rows, length):
-        k = (name, model_cfg, rows, length)
-        cache = self._caches.pop(k, None)
+        cache = self._caches.pop(self._cache_key(name, model_cfg, rows, length), None)
         return cache if cache is not None else self._new_cache(model_cfg, rows, length)
 
     def _take_packed(self, name, model):
         """Buffers for the CPU kernels' packed weights, kept between calls like the caches (and donated):
         packing into memory already paged in is several times faster than into fresh pages."""
-        k = (name + "_packed", model.cfg)
-        bufs = self._caches.pop(k, None)
+        bufs = self._caches.pop(self._packed_key(name, model.cfg), None)
         if bufs is None:
             # placed as the jit returns them (replicated on the mesh), so the next call does not recompile
             where = None if self.mesh is None else NamedSharding(self.mesh, jax.sharding.PartitionSpec())
@@ -112,13 +118,12 @@ class Sampler:
                                                      mcache, packed, cfg=cfg, policy_graphdef=gp,
                                                      memory_graphdef=gm)
         if self.keep_cache:
-            self._caches[("policy", policy.cfg, rows, S)] = cache
-            if memory is not None:
-                self._caches[("memory", memory.cfg, rows, S)] = mcache
-            if packed is not None:
-                self._caches[("policy_packed", policy.cfg)] = packed[0]
-                if memory is not None:
-                    self._caches[("memory_packed", memory.cfg)] = packed[1]
+            for i, (name, model, kv) in enumerate((("policy", policy, cache), ("memory", memory, mcache))):
+                if model is None:
+                    continue
+                self._caches[self._cache_key(name, model.cfg, rows, S)] = kv
+                if packed is not None:
+                    self._caches[self._packed_key(name, model.cfg)] = packed[i]
         return rollout
 
 
