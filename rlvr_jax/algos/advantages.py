@@ -79,11 +79,14 @@ def rloo(rewards_BxG, valid_BxG, algo):
 def reinforce_pp(rewards_BxG, valid_BxG, algo):
     """REINFORCE++-baseline: r - group mean, then divided by the std of these over the whole batch.
 
-    Their batch mean is zero by construction, so only the scale is normalised. Normalised per
+    Their batch mean is zero by construction, so only the scale is normalised. Flat groups (all
+    rewards equal) are zeroed first, as in `grpo`: with an inexact reward such as 0.7, r - mean(r)
+    is rounding residue, and dividing it by an equally tiny batch std would give O(1) advantages. Normalised per
     rollout (population std over all valid rollouts, + algo.adv_eps), not per token as in
     OpenRLHF, so the scale does not depend on response lengths.
     """
-    centered = jnp.where(valid_BxG, rewards_BxG - group_mean(rewards_BxG, valid_BxG), 0.0)
+    flat_B = zero_std_groups(rewards_BxG, valid_BxG)  # exactly 0 there, not float residue of r - mean(r)
+    centered = jnp.where(valid_BxG & ~flat_B[:, None], rewards_BxG - group_mean(rewards_BxG, valid_BxG), 0.0)
     n = jnp.maximum(jnp.sum(valid_BxG), 1).astype(jnp.float32)
     std = jnp.sqrt(jnp.sum(centered * centered) / n)
     adv = jnp.where(std > 0, centered / jnp.where(std > 0, std + algo.adv_eps, 1.0), 0.0)

@@ -1,10 +1,11 @@
 """KL estimators, entropy and the memory-network loss against hand-computed values."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rlvr_jax.algos.kl import kl_per_token
-from rlvr_jax.algos.logprobs import logprobs_from_logits
+from rlvr_jax.models.scoring import logprobs_from_logits
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 
 
@@ -24,10 +25,13 @@ def test_kl_hand_example():
 
 @pytest.mark.parametrize("name", ["k1", "k3"])
 def test_unbiased_estimators_expectation_is_exact_kl(name):
-    """E_{x~p}[k(x)] over the full support equals KL(p || q) for k1 and k3 (k2 is biased)."""
+    """E_{x~p}[k(x)] over the full support equals KL(p || q) for k1 and k3 (k2 is biased), for distributions
+    close enough that no token reaches the k3 clamp."""
+    from rlvr_jax.algos.kl import K3_MAX
     rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(6))
-    q = rng.dirichlet(np.ones(6))
+    p = rng.dirichlet(np.full(6, 8.0))
+    q = rng.dirichlet(np.full(6, 8.0))
+    assert np.all(np.exp(np.log(q / p)) - 1 - np.log(q / p) < K3_MAX)
     kl = np.sum(p * np.log(p / q))
     k = np.asarray(kl_per_token(jnp.log(jnp.asarray(p))[None], jnp.log(jnp.asarray(q))[None], name))[0]
     np.testing.assert_allclose(np.sum(p * k), kl, rtol=1e-5)
@@ -59,3 +63,16 @@ def test_memory_loss_each_selection():
     np.testing.assert_array_equal(np.asarray(memory_rollouts(success, valid, "all")), [True, False, True])
     with pytest.raises(ValueError, match="config.memory.train_on"):
         memory_rollouts(success, valid, "some")
+
+
+def test_k3_is_bounded_in_value_and_gradient():
+    """One token far from the reference (log-ratio -20) used to give ~5e8; now k3 <= K3_MAX with zero gradient."""
+    from rlvr_jax.algos.kl import K3_MAX
+    logp = jnp.array([[-0.1, -20.0, 5.0]])
+    ref = jnp.array([[-0.2, 0.0, -15.0]])
+    k = kl_per_token(logp, ref, "k3")
+    assert float(k.max()) <= K3_MAX and float(k[0, 1]) == K3_MAX
+    np.testing.assert_allclose(float(k[0, 0]), np.exp(-0.1) - 1 + 0.1, rtol=1e-5)  # small ratios unchanged
+    g = jax.grad(lambda lp: jnp.sum(kl_per_token(lp, ref, "k3")))(logp)
+    assert np.all(np.isfinite(g)) and float(jnp.max(jnp.abs(g))) < 2.0
+    assert float(g[0, 1]) == 0.0 and float(g[0, 2]) == 0.0  # clamped tokens stop pulling
