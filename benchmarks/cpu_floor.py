@@ -6,7 +6,7 @@ Measures this machine's matmul rate on the shapes the benchmarks run (the 7 proj
 layer chained over 30 layers at M = 16 .. 2048 rows, and the 49152-way LM head), through XLA, numpy's
 BLAS and the packed kernel (weights packed beforehand, as the sampler does once per call), keeps the
 fastest for each M, and divides each benchmark's
-analytic matmul FLOPs (`rlvr_jax.parallel.accounting.forward_flops`) by it. Attention's memory traffic,
+analytic matmul FLOPs (`rlvr_jax.plan.accounting.forward_flops`) by it. Attention's memory traffic,
 norms, sampling and the optimiser are left out, so no program built on these matmuls can beat the floor.
 The target is half the best peer's time in benchmarks/results/iteration.json. (The sampler's floor is a
 worker of benchmarks/sampler_bench.py, timed interleaved with the peers.)
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from iteration_profile import phase_flops  # noqa: E402
 from rlvr_jax.kernels import cpu_gemm  # noqa: E402
-from rlvr_jax.parallel.accounting import forward_flops  # noqa: E402
+from rlvr_jax.plan.accounting import forward_flops  # noqa: E402
 from sampler_weights import ours_config, projection_shapes  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rlvr_jax.kernels.cpu_gemm import decode_attention, packed_matmul
 from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.models.matmul import rows_matmul
 
@@ -24,11 +23,7 @@ def _param(rngs: nnx.Rngs, init, shape, dtype, names):
 
 
 class Dense(nnx.Module):
-    """y = x @ W (+ b); W stored [in, out] as Flax does (HF stores the transpose).
-
-    `packed` (static, False on every stored model) marks a decode-time copy whose kernel holds the
-    panel layout of `kernels.cpu_gemm` (see `models.decode_pack`): it then runs the CPU kernel.
-    """
+    """y = x @ W (+ b); W stored [in, out] as Flax does (HF stores the transpose)."""
 
     def __init__(self, d_in: int, d_out: int, names: tuple, *, bias: bool, cfg: ModelConfig, rngs: nnx.Rngs):
         init = nnx.initializers.normal(0.02)
@@ -36,13 +31,9 @@ class Dense(nnx.Module):
         self.bias = (_param(rngs, nnx.initializers.zeros, (d_out,), cfg.jnp_param_dtype, names[1:])
                      if bias else None)
         self.dtype = cfg.jnp_dtype
-        self.packed = False
 
     def __call__(self, x):
-        if self.packed:
-            y = packed_matmul(x, self.kernel[...]).astype(self.dtype)
-        else:
-            y = rows_matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        y = rows_matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
@@ -107,7 +98,6 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, cfg=cfg, rngs=rngs, names=("head_dim",))
         else:
             self.q_norm = self.k_norm = None
-        self.decode_kernel = False  # static; set on decode-time copies by models.decode_pack
 
     def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, cache=None, cache_index=None):
         cfg = self.cfg
@@ -131,17 +121,21 @@ class Attention(nnx.Module):
             new_cache = (k, v)
         else:
             new_cache = None
-        if self.decode_kernel and T == 1 and cache is not None:
-            out = decode_attention(q[:, 0], k, v, mask_BxTxS[:, 0], 1 / math.sqrt(hd)).astype(q.dtype)
-            return self.o_proj(out.reshape(B, T, H * hd)), new_cache
-        qg = q.reshape(B, T, K, H // K, hd).transpose(0, 2, 3, 1, 4)  # B,K,G,T,D
-        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k.astype(q.dtype),
+        return self.o_proj(self.attend(q, k, v, mask_BxTxS)), new_cache
+
+    def attend(self, q_BxTxHxD, k_BxKxSxD, v_BxKxSxD, mask_BxTxS):
+        """Softmax attention over the (cached) keys/values -> [B, T, H*D]; a method of its own so the
+        sampler's decode-time copy can swap in a kernel (`sampling.decode_kernels`)."""
+        B, T, H, hd = q_BxTxHxD.shape
+        K = k_BxKxSxD.shape[1]
+        dt = q_BxTxHxD.dtype
+        qg = q_BxTxHxD.reshape(B, T, K, H // K, hd).transpose(0, 2, 3, 1, 4)  # B,K,G,T,D
+        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k_BxKxSxD.astype(dt),
                             preferred_element_type=jnp.float32) / math.sqrt(hd)
         scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, NEG_INF)
-        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v.astype(q.dtype))
-        out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * hd)
-        return self.o_proj(out), new_cache
+        probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v_BxKxSxD.astype(dt))
+        return out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * hd)
 
 
 class MLP(nnx.Module):

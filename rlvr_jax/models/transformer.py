@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rlvr_jax.kernels.cpu_gemm import packed_matmul
 from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.models.layers import Block, RMSNorm, rope_inv_freq
 
@@ -45,17 +44,14 @@ class Transformer(nnx.Module):
         else:
             head = nnx.initializers.normal(0.02)(rngs.params(), (cfg.hidden_size, cfg.vocab_size), cfg.jnp_param_dtype)
             self.lm_head = nnx.Param(head, sharding_names=("embed", "vocab"), eager_sharding=False)
-        self.packed_head = None  # decode-time only: the LM head in `kernels.cpu_gemm` layout (decode_pack)
 
     # -- pieces usable on their own (chunked logprobs need `project`) --
     def embed(self, tokens_BxT):
         return jnp.take(self.embed_tokens[...], tokens_BxT, axis=0).astype(self.cfg.jnp_dtype)
 
     def project(self, h_BxTxD):
-        """Final hidden states -> logits in the compute dtype."""
+        """Final hidden states -> logits in the compute dtype (overridden by the sampler's kernel copy)."""
         dt = self.cfg.jnp_dtype
-        if self.packed_head is not None:
-            return packed_matmul(h_BxTxD, self.packed_head[...]).astype(dt)
         if self.lm_head is None:
             return jnp.einsum("btd,vd->btv", h_BxTxD.astype(dt), self.embed_tokens[...].astype(dt))
         return jnp.einsum("btd,dv->btv", h_BxTxD.astype(dt), self.lm_head[...].astype(dt))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rlvr_jax.models.decode_pack import MATMULS
+from rlvr_jax.sampling.decode_kernels import MATMULS
 
 TILT_ORDERS = ("tilt_then_temperature", "temperature_then_tilt")
 
@@ -29,7 +29,7 @@ class SamplingConfig:
     plausibility: float = 0.0
     tilt_order: str = "tilt_then_temperature"
     prompt_buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048)
-    matmul: str = "auto"  # decode matmuls: auto | xla | cpu_kernel (models.decode_pack)
+    matmul: str = "auto"  # decode matmuls: auto | xla | cpu_kernel (sampling.decode_kernels)
 
     def __post_init__(self):
         checks = [
@@ -62,7 +62,7 @@ class SamplingConfig:
     @classmethod
     def from_config(cls, cfg, stop_token_ids=(), pad_id: int = 0, **overrides) -> "SamplingConfig":
         """From the `rollout` and `memory` groups of rlvr_jax.config (mu only when memory.enabled)."""
-        from rlvr_jax.config import int_list
+        from rlvr_jax.fields import int_list
         r, m = cfg.rollout, cfg.memory
         kw = dict(max_new_tokens=r.max_new_tokens, temperature=float(r.temperature), top_p=float(r.top_p),
                   top_k=int(r.top_k), min_p=float(r.min_p), stop_token_ids=tuple(stop_token_ids), pad_id=pad_id,

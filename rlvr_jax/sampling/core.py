@@ -10,34 +10,60 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from rlvr_jax.models.decode_pack import decode_matmul, pack_for_decode
 from rlvr_jax.models.transformer import CACHE_AXES, CACHE_LEN_AXIS, cache_length, init_cache  # noqa: F401
 from rlvr_jax.sampling.config import SamplingConfig
-from rlvr_jax.sampling.loop import decode, record
+from rlvr_jax.sampling.decode_kernels import decode_matmul, pack_for_decode
+from rlvr_jax.sampling.decode_loop import decode, record
 from rlvr_jax.sampling.prefill import prefill
-from rlvr_jax.sampling.rules import sample_step
+from rlvr_jax.sampling.next_token import sample_step
 from rlvr_jax.sampling.state import DecodeState, Rollout, finalize
 
 
-def make_constrain(mesh=None, rules=None):
-    """A function (array, logical names) -> array with a sharding constraint on `mesh` (identity if None)."""
-    if mesh is None:
-        return lambda x, names: x
-    from rlvr_jax.parallel import SAMPLE_RULES, logical_to_spec
-    rules = rules or SAMPLE_RULES
+class Constrain:
+    """The sharding constraints of one sampler call on `mesh` per the sampling `rules` (identity without a mesh).
 
-    def constrain(x, names):
+    `constrain(x, logical_names)` constrains an activation or cache array; `constrain.params(model)` puts a
+    module's parameters (merged inside the jit) in the sampling layout. The default rules
+    (`parallel.rules_for("sample", mesh.sample_fsdp=False)`) drop the fsdp axis: parameters held in the train
+    layout are gathered once per call, not in every decode step; with sample_fsdp they stay fsdp-sharded.
+    """
+
+    def __init__(self, mesh=None, rules=None):
+        self.mesh, self.rules = mesh, rules
+        if mesh is not None and rules is None:
+            from rlvr_jax.parallel import SAMPLE_RULES
+            self.rules = SAMPLE_RULES
+
+    def __call__(self, x, names):
+        if self.mesh is None:
+            return x
+        from rlvr_jax.parallel import logical_to_spec
         names = tuple(names) + (None,) * (x.ndim - len(names))
-        spec = logical_to_spec(names, x.shape, mesh, rules)
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-    return constrain
+        spec = logical_to_spec(names, x.shape, self.mesh, self.rules)
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
+
+    def params(self, model):
+        """A copy of `model` with every parameter constrained to its sampling layout (`model` is untouched)."""
+        if self.mesh is None or model is None or self.mesh.size == 1:
+            return model
+        from rlvr_jax.parallel import state_shardings
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        placed = jax.tree.map(
+            lambda v, s: v.replace(jax.lax.with_sharding_constraint(v.get_value(), s.get_value())),
+            params, state_shardings(params, self.mesh, self.rules), is_leaf=lambda x: isinstance(x, nnx.Variable))
+        return nnx.merge(graphdef, placed, rest)
+
+
+def make_constrain(mesh=None, rules=None) -> Constrain:
+    """The `Constrain` of a sampler call on `mesh` (identity if None) with the sampling `rules`."""
+    return Constrain(mesh, rules)
 
 
 def decode_models(policy, memory, cfg: SamplingConfig, mesh=None, into=(None, None)):
     """The (policy, memory) the sampler runs: packed for the CPU kernel when `cfg.matmul` resolves to it.
 
     Call on modules merged inside the jit (they are modified in place). `into`: per model, buffers to
-    pack into (`models.decode_pack.packed_shapes`) or None.
+    pack into (`decode_kernels.packed_shapes`) or None.
     """
     if decode_matmul(cfg.matmul, mesh, (policy, memory)) == "cpu_kernel":
         policy = pack_for_decode(policy, into[0])
@@ -51,11 +77,16 @@ def cache_len(prompt_len: int, cfg: SamplingConfig) -> int:
 
 
 def sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, cache, memory=None,
-                      memory_cache=None, constrain=lambda x, names: x):
+                      memory_cache=None, constrain=None):
     """The sampler on live NNX modules and given (reusable, donatable) caches of B*G rows.
 
+    constrain: a `Constrain` (or any (array, names) -> array); its `params` places the models' parameters.
     Returns (Rollout, final policy cache, final memory cache).
     """
+    constrain = Constrain() if constrain is None else constrain
+    place = getattr(constrain, "params", None)
+    if place is not None:
+        policy, memory = place(policy), place(memory)
     B, P = prompts_BxP.shape
     G = cfg.num_samples
     prompts_BxP = constrain(prompts_BxP.astype(jnp.int32), ("batch",))
@@ -98,7 +129,8 @@ def sample_core(policy_graphdef, policy_state, prompts_BxP, prompt_mask_BxP, key
     """Pure sampler: left-padded prompts [B, P] -> Rollout of B * cfg.num_samples rows (prompt-major).
 
     Usable inside any jit; allocates its own caches. `mesh`/`rules` (optional) add sharding
-    constraints: rows over the data axes, cache kv heads per the sampling rules.
+    constraints: rows over the data axes, cache kv heads and the parameters per the sampling rules
+    (`parallel.rules_for("sample", cfg.mesh.sample_fsdp)`).
     """
     constrain = make_constrain(mesh, rules)
     policy = nnx.merge(policy_graphdef, policy_state)

@@ -10,10 +10,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from rlvr_jax.models.decode_pack import decode_matmul, packed_arrays, packed_shapes
 from rlvr_jax.models.transformer import init_cache
 from rlvr_jax.sampling.config import SamplingConfig, bucket_length
 from rlvr_jax.sampling.core import _KV, cache_len, decode_models, make_constrain, sample_with_cache
+from rlvr_jax.sampling.decode_kernels import decode_matmul, packed_arrays, packed_shapes
 from rlvr_jax.sampling.state import Rollout
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from rlvr_jax.kernels import cpu_gemm
 from rlvr_jax.models import create, tiny
-from rlvr_jax.models.decode_pack import decode_matmul
+from rlvr_jax.sampling.decode_kernels import decode_matmul
 
 ON_X86 = platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= cpu_gemm._cpu_flags()
 needs_kernel = pytest.mark.skipif(not ON_X86, reason="the kernel needs an x86-64 CPU with AVX2 and FMA")

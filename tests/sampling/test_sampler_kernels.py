@@ -8,6 +8,8 @@ from flax import nnx
 
 from rlvr_jax.kernels import cpu_gemm
 from rlvr_jax.models import create, memory_config, tiny
+from rlvr_jax.models.layers import Attention, Dense
+from rlvr_jax.models.transformer import Transformer
 from rlvr_jax.sampling import Sampler, SamplingConfig, sample_core
 from tests.sampling.sampler_helpers import PROMPTS, padded, peaky
 
@@ -91,15 +93,55 @@ def test_one_device_mesh_uses_the_kernels_and_compiles_once(models):
 def test_packing_leaves_the_merged_state_untouched(models):
     """nnx.merge shares Variable objects with its State: packing must not write the packed layout into
     them, or whatever else is traced from the same State (the fused iteration's train step) reads it."""
-    from rlvr_jax.models.decode_pack import pack_for_decode
+    from rlvr_jax.sampling.decode_kernels import pack_for_decode
     policy, _ = models
     gd, st = nnx.split(policy)
 
     def after_packing(st):
         pack_for_decode(nnx.merge(gd, st))
         m = nnx.merge(gd, st)
-        assert not m.layers[0].mlp.up_proj.packed
+        assert type(m) is Transformer and type(m.layers[0].mlp.up_proj) is Dense
         return m.layers[0].mlp.up_proj.kernel[...]
 
     kernel = jax.jit(after_packing)(st)
     np.testing.assert_array_equal(np.asarray(kernel), np.asarray(policy.layers[0].mlp.up_proj.kernel[...]))
+
+
+def test_model_classes_hold_no_kernel_code(models):
+    """The kernels live only in `sampling.decode_kernels`: the general modules carry no kernel flags."""
+    policy, _ = models
+    attn = policy.layers[0].self_attn
+    for m, gone in [(policy, "packed_head"), (attn, "decode_kernel"), (attn.q_proj, "packed")]:
+        assert not hasattr(m, gone), gone
+    assert type(policy) is Transformer and type(attn) is Attention and type(attn.q_proj) is Dense
+
+
+def test_packed_copy_gives_the_same_logits(models):
+    """A `pack_for_decode`d copy (kernel subclasses, packed weights) computes the original's logits over
+    prefill and a decode step, and `packed_arrays` returns its packed weights in `packed_shapes` order."""
+    from rlvr_jax.models.transformer import init_cache, prompt_positions
+    from rlvr_jax.sampling.decode_kernels import (KernelAttention, PackedDense, PackedHeadTransformer,
+                                                  pack_for_decode, packed_arrays, packed_shapes)
+    policy, _ = models
+    gd, st = nnx.split(policy)
+    ids, mask = padded(PROMPTS)
+    B, P = ids.shape
+
+    def run(st, packed):
+        m = nnx.merge(gd, st)
+        if packed:
+            m = pack_for_decode(m)
+            assert isinstance(m, PackedHeadTransformer)
+            assert isinstance(m.layers[0].self_attn, KernelAttention)
+            assert isinstance(m.layers[0].mlp.down_proj, PackedDense)
+            assert [a.shape for a in packed_arrays(m)] == packed_shapes(policy)
+        kv_mask = np.concatenate([mask, np.ones((B, 1), bool)], axis=1)
+        cache = init_cache(m.cfg, B, P + 1)
+        z_pre, cache = m(ids, prompt_positions(mask), kv_mask_BxS=kv_mask, cache=cache, cache_index=0)
+        pos = mask.sum(-1, keepdims=True).astype(np.int32)
+        z_dec, _ = m(ids[:, -1:], pos, kv_mask_BxS=kv_mask, cache=cache, cache_index=P)
+        return z_pre, z_dec
+
+    ref, got = jax.jit(lambda s: run(s, False))(st), jax.jit(lambda s: run(s, True))(st)
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=1e-5)

@@ -1,19 +1,22 @@
-"""Which matmul the decode loop uses, and the decode-time copy of a model for the CPU kernel.
+"""Which matmul the decode loop uses, and the decode-time copy of a model on the CPU kernels.
 
 `decode_matmul(requested, mesh, models)` resolves the sampler's `matmul` setting: "auto" picks the
 packed AVX2 kernel (`kernels.cpu_gemm`) on a single x86 CPU device with float32 models, where XLA's
 dot is slow at decode's few rows, and XLA everywhere else (TPU, GPU, a sharded mesh, AOT compiles for
 other chips). `pack_for_decode(model)` turns a module merged inside the sampler's jit into that copy:
-every Dense kernel (and the LM head) re-laid out once per sampler call, so the loop reads packed
-weights; stored models and checkpoints never hold the packed layout.
+its Dense layers, attention and LM head become the kernel subclasses below, with every Dense kernel
+(and the LM head) re-laid out once per sampler call; stored models and checkpoints never see them.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 from flax import nnx
 
 from rlvr_jax.kernels import cpu_gemm
 from rlvr_jax.models.layers import Attention, Dense
+from rlvr_jax.models.transformer import Transformer
 
 MATMULS = ("auto", "xla", "cpu_kernel")
 
@@ -52,6 +55,42 @@ def decode_matmul(requested: str, mesh=None, models=()) -> str:
     return "xla"
 
 
+# -- the kernel subclasses: only `pack_for_decode` makes them, on throwaway in-jit copies --
+
+class PackedDense(Dense):
+    """A Dense whose kernel holds the `cpu_gemm.pack` panel layout: x @ W in the packed GEMM."""
+
+    def __call__(self, x):
+        y = cpu_gemm.packed_matmul(x, self.kernel[...]).astype(self.dtype)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class KernelAttention(Attention):
+    """Attention whose decode step (T = 1 over the cache) runs in the kernel library."""
+
+    def attend(self, q_BxTxHxD, k_BxKxSxD, v_BxKxSxD, mask_BxTxS):
+        B, T, H, hd = q_BxTxHxD.shape
+        if T != 1:  # prefill stays in XLA
+            return super().attend(q_BxTxHxD, k_BxKxSxD, v_BxKxSxD, mask_BxTxS)
+        out_BxHxD = cpu_gemm.decode_attention(q_BxTxHxD[:, 0], k_BxKxSxD, v_BxKxSxD, mask_BxTxS[:, 0],
+                                              1 / math.sqrt(hd))
+        return out_BxHxD.astype(q_BxTxHxD.dtype).reshape(B, T, H * hd)
+
+
+class PackedHeadTransformer(Transformer):
+    """A Transformer whose LM head (`packed_head`, [D, V] packed) runs in the packed GEMM."""
+
+    def project(self, h_BxTxD):
+        return cpu_gemm.packed_matmul(h_BxTxD, self.packed_head[...]).astype(self.cfg.jnp_dtype)
+
+
+def _become(module, cls):
+    # the in-jit copy is made by nnx.merge, so switching its class touches no stored model
+    object.__setattr__(module, "__class__", cls)
+
+
 def _packable_dense(model):
     return [m for _, m in nnx.iter_modules(model)
             if isinstance(m, Dense) and cpu_gemm.packable(m.kernel.shape[1])]
@@ -79,21 +118,22 @@ def pack_for_decode(model, into=None):
         # writing into them would hand the packed layout to everything else traced from that State
         # (the fused iteration's train step)
         m.kernel = nnx.Param(cpu_gemm.pack(m.kernel[...], next(bufs) if bufs else None))
-        m.packed = True
+        _become(m, PackedDense)
     for _, m in nnx.iter_modules(model):
-        if isinstance(m, Attention) and m.cfg.head_dim_ % cpu_gemm.TAIL == 0:
-            m.decode_kernel = True
+        if type(m) is Attention and m.cfg.head_dim_ % cpu_gemm.TAIL == 0:
+            _become(m, KernelAttention)
     if cpu_gemm.packable(model.cfg.vocab_size):
         buf = next(bufs) if bufs else None
         head = (cpu_gemm.pack_transposed(model.embed_tokens[...], buf) if model.lm_head is None
                 else cpu_gemm.pack(model.lm_head[...], buf))
         model.packed_head = nnx.data(nnx.Variable(head))
+        _become(model, PackedHeadTransformer)
     return model
 
 
 def packed_arrays(model) -> list:
     """The packed weights of a `pack_for_decode`d model, in `packed_shapes` order."""
-    out = [m.kernel[...] for m in _packable_dense(model)]
-    if model.packed_head is not None:
+    out = [m.kernel[...] for _, m in nnx.iter_modules(model) if isinstance(m, PackedDense)]
+    if isinstance(model, PackedHeadTransformer):
         out.append(model.packed_head[...])
     return out
