@@ -27,7 +27,7 @@ def memory_rollouts(success_B, valid_B, train_on: str):
 def memory_loss(logp_mem_BxT, mask_BxT, success_B, train_on: str, valid_B=None):
     """Token-mean cross-entropy -logp_mem over the response tokens of the selected rollouts.
 
-    logp_mem_BxT: the memory network's logprobs of the sampled next tokens (`token_logprobs_and_entropy`);
+    logp_mem_BxT: the memory network's logprobs of the sampled next tokens (`models.scoring`);
     mask_BxT: response tokens; success_B: reward > algo.success_threshold (flattened B = prompts x G).
     Returns (loss, metrics); the loss is 0 (and gives no gradient) when nothing is selected.
     """

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from rlvr_jax.algos.logprobs import token_logprobs_and_entropy
+from rlvr_jax.models.scoring import token_logprobs_and_entropy
 
 
 def make_sft_batches(task, steps: int, batch: int, correct_frac: float, seed: int):

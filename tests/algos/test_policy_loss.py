@@ -7,7 +7,7 @@ from flax import nnx
 
 from rlvr_jax import config as config_lib
 from rlvr_jax.algos.aggregation import aggregate, aggregate_parts
-from rlvr_jax.algos.logprobs import token_logprobs_and_entropy
+from rlvr_jax.models.scoring import token_logprobs_and_entropy
 from rlvr_jax.algos.losses import clipped_pg_loss
 from rlvr_jax.algos.memory_loss import memory_loss
 from rlvr_jax.algos.objective import policy_objective

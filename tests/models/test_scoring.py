@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rlvr_jax.algos.logprobs import (chunked_logprobs_and_entropy, logprobs_from_logits, token_logprobs_and_entropy,
+from rlvr_jax.models.scoring import (chunked_logprobs_and_entropy, logprobs_from_logits, token_logprobs_and_entropy,
                                      token_logprobs_and_entropy_reference)
 from rlvr_jax.models.config import tiny
 from rlvr_jax.models.transformer import create
@@ -130,7 +130,7 @@ def test_bad_chunk():
 def test_response_logprobs_shared_prompt_match_full_forward(remat):
     """response_logprobs_and_entropy, prompt shared by groups of 3 (KV cache repeated) and per row (group 1),
     against the unchunked full forward over prompt + response: values and gradients."""
-    from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
+    from rlvr_jax.models.scoring import response_logprobs_and_entropy
     model = create(tiny("llama", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
                         num_layers=2, remat=remat), seed=2)
     G, U, P, N = 3, 2, 6, 5
@@ -169,7 +169,7 @@ def test_response_logprobs_shared_prompt_match_full_forward(remat):
 
 
 def test_response_logprobs_rejects_partial_groups():
-    from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
+    from rlvr_jax.models.scoring import response_logprobs_and_entropy
     model = create(tiny("llama", vocab_size=V, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1,
                         num_layers=1), seed=0)
     with pytest.raises(ValueError, match="groups of 3"):

@@ -1,4 +1,4 @@
-"""Target-token logprobs and entropies, computed chunk by chunk over the sequence.
+"""Teacher-forced scoring of a model: target-token logprobs and entropies, chunk by chunk over the sequence.
 
 A [B, T, V] float32 logits tensor is 4.9 GB for B = 8, T = 1024, V = 151936, so the model is
 run once for its final hidden states and `model.project` is applied to one sequence chunk at a
