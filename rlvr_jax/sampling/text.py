@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlvr_jax.models.tokenizer import format_prompt, left_pad, tokenize_prompts
 from rlvr_jax.sampling.config import SamplingConfig
 from rlvr_jax.sampling.sampler import Sampler, default_sampler
 
 
 def encode(tokenizer, texts: list[str], chat: bool = True, system_prompt: str = "") -> list[list[int]]:
-    """Token ids of each prompt; with chat=True through the tokenizer's chat template (generation prompt added)."""
-    out = []
-    for i, text in enumerate(texts):
-        if chat:
-            if not getattr(tokenizer, "chat_template", None):
-                raise ValueError("generate: the tokenizer has no chat template; pass chat=False")
-            msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
-            msgs.append({"role": "user", "content": text})
-            ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-            if hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-        else:
-            ids = tokenizer(text)["input_ids"]
-        if len(ids) == 0:
-            raise ValueError(f"generate: prompt {i} encodes to no tokens")
-        out.append([int(t) for t in ids])
-    return out
-
-
-def left_pad(rows: list[list[int]], pad_id: int):
-    """(ids [B, P], mask [B, P]) with P the longest row; `Sampler` pads further to a bucket."""
-    P = max(map(len, rows))
-    ids = np.full((len(rows), P), pad_id, np.int32)
-    mask = np.zeros((len(rows), P), bool)
-    for i, r in enumerate(rows):
-        ids[i, P - len(r):], mask[i, P - len(r):] = r, True
-    return ids, mask
+    """Token ids of each prompt, through the one prompt encoder (`models.tokenizer`), unpadded."""
+    toks, mask = tokenize_prompts(tokenizer, [format_prompt(tokenizer, t, chat=chat, system=system_prompt)
+                                              for t in texts], chat=chat)
+    return [row[m].tolist() for row, m in zip(toks, mask)]
 
 
 def generate(policy, tokenizer, texts: list[str], cfg: SamplingConfig, key, chat: bool = True, memory=None,

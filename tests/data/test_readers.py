@@ -24,6 +24,7 @@ BAD_LINES = {
 def _cfg(source, path, **data):
     cfg = base_config()
     cfg.data.source, cfg.data.path = source, str(path)
+    cfg.data.eval_size = 0  # these files are a handful of rows, all training
     for k, v in data.items():
         cfg.data[k] = v
     return cfg
@@ -179,6 +180,8 @@ def test_field_mapping_from_config(tmp_path):
 
 class FakeChatTokenizer:
     """Any object with apply_chat_template works (an HF tokenizer in practice)."""
+
+    chat_template = "<fake>"
 
     def __init__(self):
         self.calls = []
