@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.sampling.config import SamplingConfig
-from rlvr_jax.sampling.rules import sample_step
+from rlvr_jax.sampling.next_token import sample_step
 from rlvr_jax.sampling.state import DecodeState
 
 

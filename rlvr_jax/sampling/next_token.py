@@ -1,4 +1,4 @@
-"""Sampling rules as pure functions on float32 logits: DLC tilt, temperature, top-k, top-p, min-p, draw.
+"""How the next token is chosen: pure functions on float32 logits (DLC tilt, temperature, top-k/p, min-p, draw).
 
 Every rule maps logits to logits (excluded tokens get -inf), so the sampling distribution is
 always `softmax(final_logits)` and its log-probabilities are exact. Rules that are off are not

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlvr_jax.sampling import Sampler, SamplingConfig, rules
+from rlvr_jax.sampling import Sampler, SamplingConfig
+from rlvr_jax.sampling import next_token as rules
 from tests.sampling.sampler_helpers import (chi2_pvalue, last_logits, log_softmax, peaky, ref_logits, softmax,
                                             tiny_cfg)
 
