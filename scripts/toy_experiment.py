@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rlvr_jax.eval import plots, toy  # noqa: E402
-from rlvr_jax.eval.report import to_jsonable  # noqa: E402
+from rlvr_jax.jsonio import to_jsonable  # noqa: E402
 
 FINAL_METRICS = (("train", "acc"), ("train", "pass@32"), ("train", "tv"), ("train", "kl_ref_policy"),
                  ("train", "entropy_norm"), ("train", "coverage_rel"), ("heldout", "acc"), ("heldout", "pass@32"),

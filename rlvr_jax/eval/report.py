@@ -1,32 +1,12 @@
 """Evaluation reports for `rlvr-eval`: results dicts to JSON and pass@k plots."""
 from __future__ import annotations
 
-import json
-import math
 import os
-from typing import Any, Mapping
-
-import numpy as np
+from typing import Mapping
 
 from rlvr_jax.eval.passk import evaluate_correctness  # noqa: F401  (re-exported for the CLI)
 from rlvr_jax.eval.plots import plot_passk_curves
-
-
-def to_jsonable(x: Any) -> Any:
-    """numpy scalars/arrays to Python, non-finite floats to None (strict JSON)."""
-    if isinstance(x, Mapping):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
+from rlvr_jax.jsonio import to_jsonable, write_json  # noqa: F401  (to_jsonable re-exported)
 
 
 def _leaves(results: Mapping, prefix: str = "") -> dict[str, Mapping]:
@@ -49,8 +29,7 @@ def write_report(results: Mapping, out_dir: str, *, name: str = "eval", plot: bo
     """
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, f"{name}.json")}
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(to_jsonable(results), f, indent=1, allow_nan=False)
+    write_json(paths["json"], results)
     curves = {k: v for k, v in _leaves(results).items() if "curve" in v}
     if plot and curves:
         level = next(iter(curves.values())).get("level", 0.95)

@@ -24,6 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from rlvr_jax.jsonio import to_jsonable
+
 _log = logging.getLogger(__name__)
 _FORMAT = 1
 
@@ -78,21 +80,16 @@ def _unnest(nested: dict, names) -> list:
     return out
 
 
-def to_jsonable(x):
-    """Python natives from numpy/jax scalars and arrays, tuples as lists, keys as strings (floats kept as is)."""
-    if isinstance(x, dict) or hasattr(x, "items"):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, (str, bool, int, float)) or x is None:
-        return x
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-        a = np.asarray(jax.device_get(x))
-        return a.item() if a.ndim == 0 else a.tolist()
-    raise TypeError(f"checkpoint extra: {type(x).__name__} is not JSON-serialisable ({x!r:.60})")
-
-
 # ----------------------------------------------------------------------------------- fingerprint
+
+def param_fingerprint(params) -> str:
+    """sha256 of every parameter's bytes (bit-exact comparisons across runs and processes)."""
+    import hashlib
+    h = hashlib.sha256()
+    for x in jax.tree.leaves(jax.device_get(params)):
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+    return h.hexdigest()
+
 
 def _fp_one(x):
     x = jnp.asarray(x)

@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from rlvr_jax.config import ConfigError
+from rlvr_jax.jsonio import NONFINITE, to_jsonable, write_json
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_NONFINITE = NONFINITE
 
 # (label, metric name or alternatives tried in order)
 DEFAULT_CONSOLE_KEYS: tuple = (
@@ -31,6 +32,22 @@ DEFAULT_CONSOLE_KEYS: tuple = (
     ("s/it", "time/s_per_it"),
     ("tok/s", "tokens_per_s"),
 )
+
+
+def _md(v) -> str:
+    """A value for a TensorBoard markdown text entry: multi-line strings as an indented code block."""
+    if isinstance(v, str) and "\n" in v:
+        return "\n\n" + "\n".join("    " + line for line in v.splitlines())
+    return str(v)
+
+
+def purge_records(path: str, after: int) -> None:
+    """Drops records of steps > `after` from a JSONL file (a resumed run writes them again)."""
+    if not os.path.exists(path):
+        return
+    keep = [r for r in read_metrics(path, raw=True) if r.get("step", -1) <= after]
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in keep)
 
 
 def _cfg_get(cfg, name: str, default):
@@ -52,23 +69,6 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def json_value(v):
-    """A metric value as strict JSON: numbers as int/float, non-finite as "nan"/"inf"/"-inf", arrays as lists."""
-    if isinstance(v, (np.ndarray, np.generic)):
-        v = v.item() if v.ndim == 0 else v.tolist()
-    if isinstance(v, (list, tuple)):
-        return [json_value(x) for x in v]
-    if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
-        return v
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    return str(v)
 
 
 def _scalar(v) -> float | None:
@@ -103,14 +103,11 @@ class MetricsWriter:
                                   "(pip install wandb, or set log.wandb=False)") from None
         os.makedirs(self.log_dir, exist_ok=True)
         if config_dict is not None:
-            with open(os.path.join(self.log_dir, "config.json"), "w") as f:
-                json.dump(json_value_tree(config_dict), f, indent=1)
+            write_json(os.path.join(self.log_dir, "config.json"), config_dict)
         if _cfg_get(log_cfg, "jsonl", True):
             path = os.path.join(self.log_dir, "metrics.jsonl")
-            if purge_after is not None and os.path.exists(path):
-                keep = [r for r in read_metrics(path, raw=True) if r.get("step", -1) <= purge_after]
-                with open(path, "w") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in keep)
+            if purge_after is not None:
+                purge_records(path, purge_after)
             self._jsonl = open(path, "a")
         if _cfg_get(log_cfg, "tensorboard", True):
             from tensorboardX import SummaryWriter
@@ -128,7 +125,7 @@ class MetricsWriter:
         step = int(step)
         if self._jsonl is not None:
             rec = {"step": step, "wall_time": round(time.time(), 3)}
-            rec.update({k: json_value(v) for k, v in flat.items()})
+            rec.update({k: to_jsonable(v) for k, v in flat.items()})
             self._jsonl.write(json.dumps(rec, allow_nan=False) + "\n")
             self._jsonl.flush()
         scalars = {k: s for k, s in ((k, _scalar(v)) for k, v in flat.items()) if s is not None}
@@ -140,6 +137,19 @@ class MetricsWriter:
                     self._tb.add_histogram(k, v.reshape(-1), step)
         if self._wandb is not None:
             self._wandb.log(scalars, step=step)
+
+    def write_records(self, name: str, step: int, records: list[dict], *, text_tag: str = ""):
+        """Appends `records` (JSON-able dicts, each tagged with `step`) to <log_dir>/<name>.jsonl, and with
+        `text_tag` also as one TensorBoard text entry (markdown) per record."""
+        if not self.active or not records:
+            return
+        with open(os.path.join(self.log_dir, f"{name}.jsonl"), "a", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(to_jsonable({"step": int(step), **r}), allow_nan=False) + "\n")
+        if text_tag and self._tb is not None:
+            for i, r in enumerate(records):
+                body = "\n\n".join(f"**{k}**: {_md(v)}" for k, v in r.items())
+                self._tb.add_text(f"{text_tag}/{i}", body, int(step))
 
     def flush(self):
         """Pushes buffered TensorBoard events to disk (the JSONL file is flushed on every write)."""
@@ -163,15 +173,6 @@ class MetricsWriter:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def json_value_tree(x):
-    """`json_value` applied through dicts (keys as strings), lists and tuples."""
-    if isinstance(x, dict) or (hasattr(x, "items") and not isinstance(x, np.ndarray)):
-        return {str(k): json_value_tree(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_value_tree(v) for v in x]
-    return json_value(x)
 
 
 # ------------------------------------------------------------------------------------ console

@@ -25,7 +25,7 @@ def test_write_report_nested_and_single(tmp_path):
 
 def test_jsonable_handles_numpy_and_nan():
     out = report.to_jsonable({"a": np.float32(0.5), "b": np.array([1, 2]), "c": float("nan"), "d": np.bool_(True)})
-    assert json.dumps(out, allow_nan=False) == '{"a": 0.5, "b": [1, 2], "c": null, "d": true}'
+    assert json.dumps(out, allow_nan=False) == '{"a": 0.5, "b": [1, 2], "c": "nan", "d": true}'
 
 
 def test_metric_plots(tmp_path):
