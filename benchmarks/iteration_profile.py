@@ -29,15 +29,16 @@ import numpy as np  # noqa: E402
 
 import iteration_common as C  # noqa: E402
 from iteration_worker_ours import bench_config, encode  # noqa: E402
-from rlvr_jax import host_alloc  # noqa: E402
+from rlvr_jax import host_alloc, parallel  # noqa: E402
 from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
-from rlvr_jax.algos.logprobs import response_logprobs_and_entropy  # noqa: E402
+from rlvr_jax.models.scoring import response_logprobs_and_entropy  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
 from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
-from rlvr_jax.parallel.accounting import forward_flops  # noqa: E402
+from rlvr_jax.plan.accounting import forward_flops  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
-from rlvr_jax.train.state import init_state, make_optimizers, merge  # noqa: E402
-from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
+from rlvr_jax.train.program import train_program  # noqa: E402
+from rlvr_jax.train.state import merge  # noqa: E402
+from rlvr_jax.train.step import batch_from_rollout  # noqa: E402
 
 
 def phase_flops(mc, n: int, G: int, P_bucket: int, N: int, chunk: int) -> dict:
@@ -72,14 +73,15 @@ def main():
     tok = load_tokenizer(folder)
     policy = from_pretrained(folder, dtype="float32")
     mc = policy.cfg
-    ptx, mtx = make_optimizers(cfg, 1000)
-    state, pg, mg = init_state(policy, None, ptx, mtx, seed=0, keep_reference=False)
+    program = train_program(cfg, policy, None, parallel.single_device_mesh(), 1000)
+    state = program.init_state(policy)
+    pg = program.policy_graphdef
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=(), pad_id=tok.pad_token_id)
     sampler = Sampler()
     G, n, N = C.G, C.PROMPTS_PER_STEP, C.NEW_TOKENS
     rows = C.step_rows(0)
     prompts, mask = encode(tok, [r["prompt"] for r in rows])
-    step_fn = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx))  # not donated: the same state is reused
+    step_fn = program.jit(donate=False)  # the loops' wiring, not donated: the same state is reused
     algo = cfg.algo
 
     def sample(params, key):

@@ -23,8 +23,8 @@ from rlvr_jax.config import base_config, validate  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
 from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
-from rlvr_jax.train.state import init_state, make_optimizers, train_state_shardings  # noqa: E402
-from rlvr_jax.train.step import batch_from_rollout, make_train_step  # noqa: E402
+from rlvr_jax.train.program import train_program  # noqa: E402
+from rlvr_jax.train.step import batch_from_rollout  # noqa: E402
 
 
 def bench_config():
@@ -56,15 +56,13 @@ def main(folder):
     tok = load_tokenizer(folder)
     policy = from_pretrained(folder, dtype="float32")
     mesh = parallel.make_mesh(cfg.mesh)
-    ptx, mtx = make_optimizers(cfg, 1000)
-    state, pg, mg = init_state(policy, None, ptx, mtx, seed=0, keep_reference=False)
-    shardings = train_state_shardings(state, mesh, parallel.TRAIN_RULES)
-    state = jax.device_put(state, shardings)
+    program = train_program(cfg, policy, None, mesh, 1000)  # the text loop's jitted step, state born sharded
+    state = program.init_state(policy)
+    pg = program.policy_graphdef
     del policy
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=(), pad_id=tok.pad_token_id)
     sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
-    train_step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx, parallel.batch_shards(mesh, parallel.TRAIN_RULES)),
-                         donate_argnums=0, out_shardings=(shardings, None))
+    train_step = program.update
     adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
     G, n = C.G, C.PROMPTS_PER_STEP
     gate = C.Gate()

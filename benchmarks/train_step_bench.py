@@ -4,10 +4,10 @@
 """
 import resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
+from rlvr_jax import parallel
 from rlvr_jax.config import base_config
 from rlvr_jax.models import create, memory_config, preset, tiny
-from rlvr_jax.train.state import init_state, make_optimizers
-from rlvr_jax.train.step import make_train_step
+from rlvr_jax.train.program import train_program
 which = sys.argv[1]
 cfg = base_config()
 if "--no-share" in sys.argv:
@@ -20,9 +20,9 @@ else:
 cfg.rollout.max_new_tokens = N
 cfg.memory.enabled = True
 pol = create(pcfg, 0); mem = create(memory_config(pcfg, width_ratio=0.25), 1)
-ptx, mtx = make_optimizers(cfg, 100)
-state, pg, mg = init_state(pol, mem, ptx, mtx, seed=0, keep_reference=False)
-step = jax.jit(make_train_step(pg, mg, cfg, ptx, mtx), donate_argnums=0)
+program = train_program(cfg, pol, mem, parallel.single_device_mesh(), 100, rows=B)  # the loops' jitted step
+state = program.init_state(pol, mem)
+step = program.jitted
 rng = np.random.default_rng(0)
 T = P + N - 1
 G = cfg.rollout.group_size

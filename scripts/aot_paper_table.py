@@ -22,8 +22,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from rlvr_jax.parallel.aot_report import judge  # noqa: E402
-from rlvr_jax.parallel.topologies import CHIPS  # noqa: E402
+from rlvr_jax.plan.report import judge  # noqa: E402
+from rlvr_jax.plan.topologies import CHIPS  # noqa: E402
 
 SIZES = {"v5e": (4, 8, 16, 32, 64, 128, 256), "v5p": (8, 16, 32, 64, 128, 256), "v6e": (4, 8, 16, 32, 64, 256)}
 VARIANTS = ((), ("--config.mesh.sample_fsdp=True",))

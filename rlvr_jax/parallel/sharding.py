@@ -86,15 +86,21 @@ def batch_shards(mesh: Mesh | None, rules: dict) -> int:
     return n
 
 
-def shard_batch(x, mesh: Mesh, rules: dict):
-    """device_put a host batch with its leading axis over the data axes (replicated if not divisible)."""
+def batch_shardings(x, mesh: Mesh, rules: dict):
+    """NamedShardings for a batch tree (arrays or ShapeDtypeStructs): each leading axis over the batch
+    axes, replicated where they do not divide it (and for scalars)."""
     def one(a):
         s = batch_sharding(mesh, rules, a.ndim)
         n = _axis_size(mesh, s.spec[0]) if s.spec and s.spec[0] is not None else 1
         if a.ndim == 0 or a.shape[0] % n:
             s = NamedSharding(mesh, P())
-        return jax.device_put(a, s)
+        return s
     return jax.tree.map(one, x)
+
+
+def shard_batch(x, mesh: Mesh, rules: dict):
+    """device_put a host batch with its leading axis over the data axes (replicated if not divisible)."""
+    return jax.tree.map(jax.device_put, x, batch_shardings(x, mesh, rules))
 
 
 def explain(state, mesh: Mesh, rules: dict) -> list[str]:

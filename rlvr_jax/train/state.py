@@ -66,22 +66,29 @@ def params_of(model: nnx.Module):
     return graphdef, params
 
 
+def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool):
+    """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped)."""
+    def make(pp, mp) -> TrainState:
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            policy=pp,
+            policy_opt=policy_tx.init(pp),
+            memory=mp,
+            memory_opt=memory_tx.init(mp) if mp is not None else None,
+            ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
+            rng=jax.random.key_data(jax.random.key(seed)),
+            nonfinite=jnp.zeros((), jnp.int32),
+        )
+    return make
+
+
 def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
                keep_reference: bool) -> tuple[TrainState, Any, Any]:
-    """(state, policy_graphdef, memory_graphdef) from live models."""
+    """(state, policy_graphdef, memory_graphdef) from live models, built eagerly on their devices
+    (`train.program.TrainProgram.init_state` builds the same state on its shardings)."""
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        policy=pp,
-        policy_opt=policy_tx.init(pp),
-        memory=mp,
-        memory_opt=memory_tx.init(mp) if mp is not None else None,
-        ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
-        rng=jax.random.key_data(jax.random.key(seed)),
-        nonfinite=jnp.zeros((), jnp.int32),
-    )
-    return state, pg, mg
+    return state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference)(pp, mp), pg, mg
 
 
 def merge(graphdef, params):

@@ -23,13 +23,23 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
-from rlvr_jax.algos.logprobs import response_logprobs_and_entropy
+from rlvr_jax.models.scoring import response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
 from rlvr_jax.train.state import TrainState, clip_scale, merge
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
               "logp_sampler_BxN", "success_B", "valid_B")
+BATCH_DTYPES = dict(prompt_BxP=jnp.int32, prompt_mask_BxP=jnp.bool_, response_BxN=jnp.int32, mask_BxN=jnp.bool_,
+                    adv_B=jnp.float32, logp_old_BxN=jnp.float32, logp_sampler_BxN=jnp.float32,
+                    success_B=jnp.bool_, valid_B=jnp.bool_)
+
+
+def batch_spec(rows: int, prompt_len: int, response_len: int) -> dict:
+    """ShapeDtypeStructs of a train-step batch of `rows` sequences (what `batch_from_rollout` makes)."""
+    width = dict(BxP=prompt_len, BxN=response_len)
+    return {k: jax.ShapeDtypeStruct((rows, width[k[-3:]]) if k[-3:] in width else (rows,), BATCH_DTYPES[k])
+            for k in BATCH_KEYS}
 
 
 def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx, batch_shards: int = 1):

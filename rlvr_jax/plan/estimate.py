@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from rlvr_jax.plan.accounting import prompt_len
+
 # bytes of working set per element of the scores / logits / MLP intermediates in one layer's backward
 COEF = {"scores": 3.0, "logits": 3.0, "mlp": 4.0}
 
@@ -53,7 +55,6 @@ def sample_activations(cfg, mc, mesh_shape: dict, S: int) -> int:
 def estimate(cfg, pc, mc, state_bytes: int, params_bytes: int, kv_bytes: int, sample_param_copy: int,
              mesh_shape: dict) -> dict:
     """Peak bytes per chip of the update phase and the sampling phase (analytic)."""
-    from rlvr_jax.parallel.accounting import prompt_len
     T = prompt_len(cfg) + cfg.rollout.max_new_tokens - 1
     act = train_activations(cfg, pc, mesh_shape, T) + (train_activations(cfg, mc, mesh_shape, T) if mc else 0)
     grads = 2 * params_bytes  # accumulated gradients + one micro-batch's gradients

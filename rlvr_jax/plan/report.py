@@ -1,4 +1,4 @@
-"""The verdict, advice and console tables of `rlvr-compile` reports (dicts made by `aot.plan`)."""
+"""The verdict, advice and console tables of `rlvr-compile` reports (dicts made by `plan.aot.plan`)."""
 from __future__ import annotations
 
 GiB = 2**30

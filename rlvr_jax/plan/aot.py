@@ -7,14 +7,13 @@ report gives per chip: parameter, optimiser, activation (compiler temp) and KV-c
 the two phases (update; sampling with the train state resident) against the chip's HBM, FLOPs per RL
 step and the step time implied at peak (and the decode time implied by HBM bandwidth).
 
-`parallel` sits below `train` in the import graph, so everything from `train`/`sampling` is imported
-lazily inside the functions.
+The train step compiled is the loops' own: `train.program.train_program(...)` wires it once, and the
+plan lowers its `jitted` from the program's abstract state and batch.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import time
@@ -22,23 +21,21 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from rlvr_jax import models
 from rlvr_jax.config import ConfigError, int_list
-from rlvr_jax.parallel.accounting import chip_bytes, kv_cache_bytes, prompt_len, step_flops
-from rlvr_jax.parallel.aot_report import format_report, format_sweep, judge
-from rlvr_jax.parallel.mesh import AXES, resolve_sizes
-from rlvr_jax.parallel.rules import TRAIN_RULES, rules_for
-from rlvr_jax.parallel.sharding import batch_sharding, batch_shards, state_shardings
-from rlvr_jax.parallel.topologies import chip_of_device, slice_name, topology_devices
+from rlvr_jax.parallel import AXES, TRAIN_RULES, batch_shardings, resolve_sizes, rules_for, state_shardings
+from rlvr_jax.plan.accounting import chip_bytes, kv_cache_bytes, prompt_len, step_flops
+from rlvr_jax.plan.report import format_report, format_sweep, judge
+from rlvr_jax.plan.topologies import chip_of_device, slice_name, topology_devices
+from rlvr_jax.train.program import TrainProgram, train_program, with_shardings
 
 
 # ----------------------------------------------------------------------------------------- inputs
 
 def policy_model_config(cfg):
     """The policy's ModelConfig from the config alone (presets and HF folders: config.json only)."""
-    from rlvr_jax import models  # noqa: F401 - imported for the branches below
     m = cfg.model
     if m.source == "preset":
         return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
@@ -59,7 +56,6 @@ def memory_model_config(cfg, pc):
     """The DLC memory network's ModelConfig (None unless memory.enabled)."""
     if not cfg.memory.enabled:
         return None
-    from rlvr_jax import models
     return models.memory_config(pc, width_ratio=cfg.memory.width_ratio,
                                 num_layers=None if cfg.memory.num_layers < 0 else cfg.memory.num_layers)
 
@@ -75,47 +71,10 @@ def make_mesh_for(cfg, devices) -> Mesh:
     return Mesh(arr, AXES, axis_types=(AxisType.Auto,) * 3)
 
 
-def abstract_train(cfg, pc, mc):
-    """(abstract TrainState, policy graphdef, memory graphdef, policy tx, memory tx): shapes only."""
-    from rlvr_jax import models
-    from rlvr_jax.train.state import init_state, make_optimizers
+def program_for(cfg, mesh, pc, mc) -> TrainProgram:
+    """The run's TrainProgram for these model configs on `mesh`, from abstract models: shapes only."""
     updates = cfg.train.steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches
-    ptx, mtx = make_optimizers(cfg, updates)
-
-    def make():
-        policy = models.create(pc, cfg.train.seed)
-        memory = models.create(mc, cfg.train.seed + 1) if mc is not None else None
-        return init_state(policy, memory, ptx, mtx, seed=cfg.train.seed, keep_reference=cfg.algo.kl_coef > 0)[0]
-    state = jax.eval_shape(make)
-    pg = nnx.split(models.abstract(pc), nnx.Param)[0]
-    mg = nnx.split(models.abstract(mc), nnx.Param)[0] if mc is not None else None
-    return state, pg, mg, ptx, mtx
-
-
-def abstract_batch(cfg):
-    """ShapeDtypeStructs of one optimiser step's batch (a mini-batch of rollouts)."""
-    from rlvr_jax.train.step import BATCH_KEYS
-    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size // cfg.algo.mini_batches
-    P, N = prompt_len(cfg), cfg.rollout.max_new_tokens
-    kinds = dict(prompt_BxP=jnp.int32, prompt_mask_BxP=jnp.bool_, response_BxN=jnp.int32, mask_BxN=jnp.bool_,
-                 adv_B=jnp.float32, logp_old_BxN=jnp.float32, logp_sampler_BxN=jnp.float32,
-                 success_B=jnp.bool_, valid_B=jnp.bool_)
-    width = dict(BxP=P, BxN=N)
-    return {k: jax.ShapeDtypeStruct((rows, width[k[-3:]]) if k[-3:] in width else (rows,), kinds[k])
-            for k in BATCH_KEYS}
-
-
-def _with(tree, shardings):
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-
-
-def _batch_shardings(batch, mesh, rules):
-    def one(x):
-        s = batch_sharding(mesh, rules, x.ndim)
-        ax = s.spec[0]
-        n = math.prod(mesh.shape[a] for a in ((ax,) if isinstance(ax, str) else ax)) if ax else 1
-        return s if x.shape[0] % n == 0 else NamedSharding(mesh, P())
-    return jax.tree.map(one, batch)
+    return train_program(cfg, models.abstract(pc), models.abstract(mc) if mc is not None else None, mesh, updates)
 
 
 # --------------------------------------------------------------------------------------- compiling
@@ -144,24 +103,21 @@ def _cost(compiled) -> float | None:
     return float(ca["flops"]) if ca and "flops" in ca else None
 
 
-def compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx):
-    """(compiled train step, state shardings, seconds) for one optimiser step of the configured size."""
-    from rlvr_jax.train.state import train_state_shardings
-    from rlvr_jax.train.step import make_train_step
-    st_sh = train_state_shardings(state, mesh, TRAIN_RULES)
-    batch = abstract_batch(cfg)
-    b_sh = _batch_shardings(batch, mesh, TRAIN_RULES)
-    step = make_train_step(pg, mg, cfg, ptx, mtx, batch_shards(mesh, TRAIN_RULES))
+def compile_train_step(cfg, program: TrainProgram):
+    """(compiled train step, state shardings, seconds): the program's `jitted`, the very function the loops
+    run, lowered for one optimiser step of the configured size (a mini-batch of rollouts)."""
     t0 = time.time()
-    fn = jax.jit(step, in_shardings=(st_sh, b_sh), out_shardings=(st_sh, None), donate_argnums=0)
-    compiled = fn.lower(_with(state, st_sh), _with(batch, b_sh)).compile()
-    return compiled, st_sh, time.time() - t0
+    batch = program.abstract_batch(prompt_len(cfg), cfg.rollout.max_new_tokens)
+    compiled = program.jitted.lower(program.abstract_state, batch).compile()
+    return compiled, program.state_shardings, time.time() - t0
 
 
-def compile_sampler(cfg, mesh, state, pg, mg, pc):
+def compile_sampler(cfg, program: TrainProgram, pc):
     """(compiled sampler, sample-layout param shardings, seconds): prefill + decode of prompts_per_step * G
     rows with KV caches of the largest prompt bucket + max_new_tokens (and the memory network when on)."""
     from rlvr_jax.sampling import SamplingConfig, sample_core
+    mesh, state = program.mesh, program.abstract_state
+    pg, mg = program.policy_graphdef, program.memory_graphdef
     rules = rules_for("sample", cfg.mesh.sample_fsdp)
     eos = pc.eos_token_id
     stop = tuple(eos) if isinstance(eos, (tuple, list)) else ((eos,) if eos is not None else (0,))
@@ -173,11 +129,11 @@ def compile_sampler(cfg, mesh, state, pg, mg, pc):
                            mesh=mesh, rules=rules)
     p_sh = state_shardings(state.policy, mesh, rules)
     m_sh = state_shardings(state.memory, mesh, rules) if state.memory is not None else None
-    pr_sh = _batch_shardings({"p": jax.ShapeDtypeStruct((n, Pl), jnp.int32)}, mesh, rules)["p"]
+    pr_sh = batch_shardings(jax.ShapeDtypeStruct((n, Pl), jnp.int32), mesh, rules)
     rep = NamedSharding(mesh, P())
     t0 = time.time()
     fn = jax.jit(sample, in_shardings=(p_sh, m_sh, pr_sh, pr_sh, rep))
-    args = (_with(state.policy, p_sh), None if m_sh is None else _with(state.memory, m_sh),
+    args = (with_shardings(state.policy, p_sh), None if m_sh is None else with_shardings(state.memory, m_sh),
             jax.ShapeDtypeStruct((n, Pl), jnp.int32, sharding=pr_sh),
             jax.ShapeDtypeStruct((n, Pl), jnp.bool_, sharding=pr_sh),
             jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep))
@@ -229,12 +185,12 @@ def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True) -> dict:
     A program the TPU compiler refuses for lack of HBM is reported with the temporaries it asked for
     (and an "oom" message), so the plan says "does not fit" with numbers instead of failing.
     """
-    state, pg, mg, ptx, mtx = abstract_train(cfg, pc, mc)
-    compiled, mem, t_train = _compile_or_oom(lambda: compile_train_step(cfg, mesh, state, pg, mg, ptx, mtx))
+    program = program_for(cfg, mesh, pc, mc)
+    compiled, mem, t_train = _compile_or_oom(lambda: compile_train_step(cfg, program))
     out = {"train": mem, "xla_flops": None if compiled is None else _cost(compiled), "train_s": t_train}
     del compiled
     if sampler:
-        compiled, mem, t_sample = _compile_or_oom(lambda: compile_sampler(cfg, mesh, state, pg, mg, pc))
+        compiled, mem, t_sample = _compile_or_oom(lambda: compile_sampler(cfg, program, pc))
         out.update(sample=mem, sample_s=t_sample)
         del compiled
     return out
@@ -281,7 +237,7 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     layers=(l1, l2): compile at l1 and l2 policy layers only and extrapolate the compiler's numbers
     affinely to the real depth (a fallback for slow machines; the report says so). Analytic numbers
     (parameter, optimiser and KV bytes, FLOPs) are always computed at the real size.
-    analytic=True: no compile at all; activations from the closed forms of `aot_estimate` (labelled).
+    analytic=True: no compile at all; activations from the closed forms of `plan.estimate` (labelled).
     """
     pc = policy_model_config(cfg)
     mc = memory_model_config(cfg, pc)
@@ -300,9 +256,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
                             str(l2): {"train": n2["train"], "sample": n2.get("sample", {})}}
         nums["train_s"], nums["sample_s"] = n1["train_s"] + n2["train_s"], n1.get("sample_s", 0) + n2.get(
             "sample_s", 0)
-    from rlvr_jax.train.state import train_state_shardings
-    state = abstract_train(cfg, pc, mc)[0]
-    st_sh = train_state_shardings(state, mesh, TRAIN_RULES)
+    program = program_for(cfg, mesh, pc, mc)
+    state, st_sh = program.abstract_state, program.state_shardings
     train_mem = nums["train"]
     params_b = chip_bytes(state.policy, st_sh.policy)
     mem_b = chip_bytes(state.memory, st_sh.memory) if state.memory is not None else 0
@@ -360,7 +315,7 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     peak = max(peak_train, peak_sample or 0)
     report["peak_bytes_per_chip"] = {"train": peak_train, "sample": peak_sample, "max": peak}
     if analytic:
-        from rlvr_jax.parallel.aot_estimate import estimate
+        from rlvr_jax.plan.estimate import estimate
         copy = sample_param_b if _layouts_differ(mesh, rules) else 0
         est = estimate(cfg, pc, mc, state_b, params_b + mem_b, kv_b, copy, dict(mesh.shape))
         report["bytes_per_chip"].update(train_temp=est["train_activations"] + est["grads"],

@@ -9,7 +9,7 @@ import json
 import jax
 import pytest
 
-from rlvr_jax.parallel import topologies
+from rlvr_jax.plan import topologies
 
 pytestmark = pytest.mark.skipif(topologies.find_libtpu() is None,
                                 reason="libtpu is not installed (pip install 'libtpu==0.0.42.*'): "
@@ -61,7 +61,7 @@ def test_small_config_compiles_for_v5e_slice(report):
     assert t["hbm_bytes"] == int(15.75 * 2**30) and report["fits"] is True and report["suggestions"] == []
     b = report["bytes_per_chip"]
     # closed forms: f32 params; 'embed' (128) split 4 ways over fsdp; norms and the vocab axis replicated
-    from rlvr_jax.parallel.aot import policy_model_config
+    from rlvr_jax.plan.aot import policy_model_config
     pc = policy_model_config(_small_cfg())
     d, f, V, L = 128, 256, pc.vocab_size, 2
     sharded = V * d + L * (4 * d * d + 3 * d * f)  # embedding, q/k/v/o, gate/up/down: all have 'embed'
@@ -78,8 +78,8 @@ def test_small_config_compiles_for_v5e_slice(report):
 
 
 def test_flops_match_closed_form_and_compiler(report):
-    from rlvr_jax.parallel.accounting import forward_flops
-    from rlvr_jax.parallel.aot import policy_model_config
+    from rlvr_jax.plan.accounting import forward_flops
+    from rlvr_jax.plan.aot import policy_model_config
     pc = policy_model_config(_small_cfg())
     T = 8 + 8 - 1
     # the 4 prompts run once each (shared by their group of 2), no LM head; the 8 responses attend T slots
@@ -92,8 +92,8 @@ def test_flops_match_closed_form_and_compiler(report):
 
 
 def test_a_config_that_does_not_fit_says_so(report):
-    from rlvr_jax.parallel.aot_report import judge
-    from rlvr_jax.parallel.aot_report import format_report
+    from rlvr_jax.plan.report import judge
+    from rlvr_jax.plan.report import format_report
     tiny_chip = topologies.Chip("tiny", 64 * 1024, 1e12, 1e11, 1)
     report = json.loads(json.dumps(report))
     report["bytes_per_chip"]["train_temp"] = 48 * 1024  # activations dominating the (tiny) chip
@@ -111,7 +111,7 @@ def test_layer_extrapolation_reproduces_a_full_compile():
     Arguments, outputs (the train state) and XLA's FLOPs are affine in depth. The temporaries are not at
     this small size (XLA keeps some in on-chip VMEM, more of them spill to HBM as depth grows), so only
     their growth is checked; docs/aot.md says the same of extrapolated plans."""
-    from rlvr_jax.parallel import aot
+    from rlvr_jax.plan import aot
     cfg = _small_cfg()
     cfg.model.hidden_size, cfg.model.intermediate_size = 512, 1024
     cfg.rollout.max_new_tokens = 120
@@ -130,7 +130,7 @@ def test_layer_extrapolation_reproduces_a_full_compile():
 def test_extrapolation_never_shrinks_and_says_so():
     """A compiler number that shrinks with depth is kept at the deeper value and listed, not extrapolated
     below zero (a real 4B plan's temp went -10.8 GiB when extrapolated from 2 and 4 layers)."""
-    from rlvr_jax.parallel.aot import extrapolate
+    from rlvr_jax.plan.aot import extrapolate
     lo = {"train": {"temp": 30.0, "argument": 10.0, "oom": None}, "xla_flops": 2.0, "sample": {"temp": 5.0},
           "train_s": 9.0}
     hi = {"train": {"temp": 20.0, "argument": 14.0, "oom": None}, "xla_flops": 4.0, "sample": {"temp": 5.0},
@@ -142,7 +142,7 @@ def test_extrapolation_never_shrinks_and_says_so():
 
 
 def test_compiler_out_of_hbm_becomes_numbers():
-    from rlvr_jax.parallel.aot import _compile_or_oom
+    from rlvr_jax.plan.aot import _compile_or_oom
 
     def refuse():
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required "
@@ -165,7 +165,7 @@ def test_compiler_out_of_hbm_becomes_numbers():
 def test_extrapolated_plan_keeps_what_each_depth_compiled_to():
     """`--layers l1,l2`: the report carries the compiler's numbers at both depths, and its figures are their
     affine extrapolation to the model's depth (or the deeper value where a number shrank)."""
-    from rlvr_jax.parallel import aot
+    from rlvr_jax.plan import aot
     cfg = _small_cfg()
     cfg.model.num_layers = 4
     rep = aot.plan(cfg, aot.target_for("v5e:2x2"), sampler=False, layers=(1, 2))
@@ -184,7 +184,7 @@ def test_chip_hbm_is_what_the_compiler_makes_available(topology, chip):
     import jax.numpy as jnp
     from jax.sharding import SingleDeviceSharding
 
-    from rlvr_jax.parallel import aot
+    from rlvr_jax.plan import aot
     dev = SingleDeviceSharding(aot.target_for(topology).devices[0])
     n = 200 * 2 ** 30 // 4
     f = jax.jit(lambda x: jnp.cumsum(jnp.broadcast_to(x, (n,)) * 2.0)[::1000], out_shardings=dev)
