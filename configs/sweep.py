@@ -7,8 +7,9 @@ RL hyper-parameters shared by every method; `scripts/sweep.py` sets `algo.varian
 Choices (justified in docs/results.md): the warm-up of configs/demo.py (a base policy with pass@1
 ~0.1 and pass@64 ~0.98 on `sum_pair`, mass spread over many correct answers); G = 8 and 16 prompts
 per step (128 samples per step, the paper's G); AdamW lr 1e-3 constant, one PPO epoch, no KL
-(the paper's setting: the KL term is off); DAPO's overlong buffer 2 tokens (see below); 200 RL steps, evaluated every 40 on 64 held-out queries
-x 128 samples (pass@k up to k = 128, and the exact teacher-forced correct-mode instruments).
+(the paper's setting: the KL term is off); DAPO's overlong buffer 2 tokens (set for DAPO only, by
+scripts/sweep.py METHOD_FIELDS); 200 RL steps, evaluated every 40 on 64 held-out queries x 128 samples
+(pass@k up to k = 128, and the exact teacher-forced correct-mode instruments).
 DLC: memory network a quarter of the policy's width, one layer, fresh init, lr 1e-3, mu = 0.5.
 """
 from rlvr_jax.config import config_module
@@ -22,10 +23,7 @@ def get_config():
     cfg.algo.variant = ""  # scripts/sweep.py sets one per method
     cfg.checkpoint.keep = 3
     cfg.log.every = 1
-    # DAPO's soft overlong penalty ramps over the last `overlong_buffer` tokens of max_new_tokens = 8; the
-    # longest valid answer "19+19"+EOS is 6 tokens, so a buffer of 2 only penalises over-long responses
-    # (the default 4 would penalise every two-digit answer and bias DAPO towards short ones)
-    cfg.algo.overlong_buffer = 2
+    # DAPO's overlong buffer (2 tokens) acts only under algo.variant='dapo': scripts/sweep.py METHOD_FIELDS
     cfg.memory.mu = 0.5
     cfg.memory.width_ratio = 0.25
     cfg.memory.learning_rate = 1e-3

@@ -11,11 +11,15 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from rlvr_jax.active_fields import refuse_inactive
 from rlvr_jax.config import ConfigError, apply_variant, help_text, validate
 
 
-def _parse(argv, extra_flags=None):
-    """Parses argv into (validated ConfigDict, FlagValues); exits 2 with one line on error."""
+def _parse(argv, extra_flags=None, *, runs: bool = True):
+    """Parses argv into (validated ConfigDict, FlagValues); exits 2 with one line on error.
+
+    runs: the entry point runs the configured job (rlvr-train, rlvr-eval), so a field set to a value that has
+    no effect on it is refused too (`active_fields.refuse_inactive`); rlvr-compile only plans, and passes False."""
     prog = argv[0].rsplit("/", 1)[-1] if argv else "rlvr"
     if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
         print(f"usage: {prog} --config configs/X.py [--config.group.field=value ...]\n\nfields:\n{help_text()}")
@@ -31,6 +35,8 @@ def _parse(argv, extra_flags=None):
         if fv.config is None:
             raise ConfigError("--config: required (e.g. --config configs/demo.py)")
         cfg = validate(apply_variant(fv.config))
+        if runs:
+            refuse_inactive(cfg)
     except ConfigError as e:
         _die(prog, str(e))
     except flags.Error as e:
@@ -96,8 +102,8 @@ def compile_main(argv=None):
                             "(fast on small machines; default: $RLVR_AOT_LAYERS or the full depth)", flag_values=fv)
         flags.DEFINE_bool("analytic", False, "compile nothing: exact bytes/FLOPs from shapes, closed-form "
                           "activations (default: $RLVR_AOT_MODE=analytic)", flag_values=fv)
-    cfg, fv = _parse(argv or sys.argv, [topo])
-    from rlvr_jax.parallel import aot
+    cfg, fv = _parse(argv or sys.argv, [topo], runs=False)
+    from rlvr_jax.plan import aot
     try:
         layers = None
         if fv.layers:

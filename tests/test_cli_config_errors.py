@@ -105,3 +105,42 @@ def test_compile_layers_flag_one_line_exit_2(layers, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--layers" in err and "Traceback" not in err, err
+
+
+# (overrides on configs/demo.py, the field refused): set to a value that has no effect on the run
+INACTIVE_CASES = [
+    (["--config.rollout.prompt_buckets=8,16"], "config.rollout.prompt_buckets: '8,16' has no effect here "
+                                               "(token tasks sample their fixed-width prompts unpadded)"),
+    (["--config.reward.verifier=math"], "config.reward.verifier: 'math' has no effect here (token tasks are "
+                                        "verified on device by the task)"),
+    (["--config.algo.iac_alpha=2.0", "--config.algo.variant=grpo"], "config.algo.iac_alpha: 2.0 has no effect "
+                                                                     "here (algo.iac is False)"),
+    (["--config.memory.mu=1.0"], "config.memory.mu: 1.0 has no effect here (memory.enabled is False)"),
+    (["--config.model.source=preset", "--config.model.preset=smollm2-135m", "--config.model.hidden_size=32"],
+     "config.model.hidden_size: 32 has no effect here (only model.source='embedded' builds from these"),
+]
+
+
+@pytest.mark.parametrize("args,msg", INACTIVE_CASES, ids=[c[0][0].split("=")[0][9:] for c in INACTIVE_CASES])
+@pytest.mark.parametrize("prog", ["rlvr-train", "rlvr-eval"])
+def test_inactive_field_refused_one_line_exit_2(prog, args, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli._parse([prog, "--config", DEMO, *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"{prog}: error: {msg}"), err
+
+
+def test_compile_plans_what_it_is_given():
+    """rlvr-compile only plans: a field that acts elsewhere is not refused there."""
+    cfg, _ = cli._parse(["rlvr-compile", "--config", DEMO, "--config.rollout.prompt_buckets=8,16"], runs=False)
+    assert cfg.rollout.prompt_buckets == "8,16"
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")))
+def test_shipped_configs_are_not_refused(name):
+    """Every shipped config parses as rlvr-train parses it, and sets no field that has no effect on its run."""
+    extra = ["--config.data.path=/data/train.jsonl"] if name == "smollm2_jsonl_math.py" else []  # required there
+    cfg, _ = cli._parse(["rlvr-train", "--config", os.path.join(ROOT, "configs", name), *extra])
+    assert cfg.train.steps > 0

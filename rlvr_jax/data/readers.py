@@ -15,6 +15,9 @@ from typing import Any, Callable, Iterator
 from rlvr_jax.data.schemas import BadRow, DataError
 
 Row = tuple[str, Any]  # (location, raw row dict | BadRow)
+FILE_KINDS = ("jsonl", "parquet", "hf", "tfds")  # data.source values read from a file or folder
+ON_BAD_ROW = ("error", "skip")
+SOURCES = ("embedded", "reasoning_gym") + FILE_KINDS  # every data.source (sources.make_source builds each)
 
 
 def read_jsonl(path: str) -> Iterator[Row]:
@@ -101,8 +104,8 @@ class Loaded:
 
 def load_rows(rows: Iterator[Row], convert: Callable[[Any], tuple[str, str]], on_bad_row: str = "error") -> Loaded:
     """Converts every row to {"question", "answer", "id"}; bad rows raise DataError or are skipped and counted."""
-    if on_bad_row not in ("error", "skip"):
-        raise DataError(f"config.data.on_bad_row: {on_bad_row!r} is not one of 'error', 'skip'")
+    if on_bad_row not in ON_BAD_ROW:
+        raise DataError(f"config.data.on_bad_row: {on_bad_row!r} is not one of {', '.join(map(repr, ON_BAD_ROW))}")
     out = Loaded(rows=[])
     for loc, raw in rows:
         try:
@@ -135,4 +138,4 @@ def read(kind: str, path: str, split: str = "train") -> Iterator[Row]:
         return read_hf(path, split)
     if kind == "tfds":
         return read_tfds(path, split)
-    raise DataError(f"config.data.source: {kind!r} is not a file reader (jsonl, parquet, hf, tfds)")
+    raise DataError(f"config.data.source: {kind!r} is not a file reader ({', '.join(FILE_KINDS)})")

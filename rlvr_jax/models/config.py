@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 FAMILIES = ("llama", "qwen2", "qwen3")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DTYPES = tuple(_DTYPES)  # model.dtype / model.param_dtype
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from rlvr_jax.rewards.base import (BatchVerifier, Status, Verdict, Verifier, bat
 
 _LAZY = {
     "VerifierPool": "rlvr_jax.rewards.pool", "extract_answer": "rlvr_jax.rewards.math",
-    "make_reward_fn": "rlvr_jax.rewards.factory", "make_token_reward_fn": "rlvr_jax.rewards.factory",
+    "make_reward_fn": "rlvr_jax.rewards.factory",
     "exact_match": "rlvr_jax.rewards.simple", "numeric_match": "rlvr_jax.rewards.simple",
     "format_reward": "rlvr_jax.rewards.simple",
 }

@@ -1,18 +1,21 @@
 """Reward functions from the `reward` config group.
 
-`make_reward_fn(cfg)` -> RewardFn: (responses, references) -> list[Verdict] on the host (a process
-pool for math / reasoning-gym, plain string checks otherwise), plus the optional format reward
-weighted by `reward.format_weight`. `make_token_reward_fn(cfg)` is the pure jittable reward of an
-embedded token task.
+`make_reward_fn(cfg, task=None)` -> RewardFn: (responses, references) -> list[Verdict] on the host (a
+process pool for math / reasoning-gym, plain string checks otherwise), plus the optional format reward
+weighted by `reward.format_weight`. An embedded task's verifier comes in as `task` (built by the
+trainer), so rewards/ never imports data/.
 """
 from __future__ import annotations
 
 import functools
 from typing import Any, Sequence
 
-from rlvr_jax.config import ConfigError
+from rlvr_jax.fields import ConfigError
 from rlvr_jax.rewards.base import BatchVerifier, Verdict, batched, compose_batch, count_statuses, rewards_array
 from rlvr_jax.rewards.simple import exact_match, format_reward, numeric_match
+
+VERIFIERS = ("task", "math", "exact", "numeric")  # reward.verifier
+TASK_SOURCES = ("embedded", "reasoning_gym")  # data.source values that bring their own verifier
 
 
 class RewardFn:
@@ -45,12 +48,16 @@ class RewardFn:
 def _pool(r, kind: str):
     from rlvr_jax.rewards.pool import VerifierPool  # noqa: PLC0415
 
-    pool = VerifierPool(r.workers, r.item_timeout_s, r.batch_timeout_s, fallback=r.fallback)
+    pool = VerifierPool(r.workers, r.item_timeout_s, r.batch_timeout_s, fallback=r.fallback,
+                        address_space_mb=r.worker_address_space_mb)
     return pool, (lambda responses, references: pool.verify_batch(responses, references, kind))
 
 
-def make_reward_fn(cfg) -> RewardFn:
-    """The host reward function for `cfg.reward` (and `cfg.data` when reward.verifier='task')."""
+def make_reward_fn(cfg, task=None) -> RewardFn:
+    """The host reward function for `cfg.reward` (and `cfg.data.source` when reward.verifier='task').
+
+    task: the embedded task (data.source='embedded'), whose `verify_text(query, response)` scores.
+    """
     r = cfg.reward
     pool = None
     if r.verifier == "math":
@@ -62,27 +69,17 @@ def make_reward_fn(cfg) -> RewardFn:
     elif r.verifier == "task":
         source = cfg.data.source
         if source == "embedded":
-            from rlvr_jax.data.tasks import get_task  # noqa: PLC0415
-
-            task = get_task(cfg.data.task)
+            if task is None:
+                raise ValueError("make_reward_fn: reward.verifier='task' on embedded data needs the task")
             correctness = batched(lambda response, query: task.verify_text(query, response))
         elif source == "reasoning_gym":
             pool, correctness = _pool(r, "reasoning_gym")
         else:
-            raise ConfigError(f"config.reward.verifier: 'task' needs data.source 'embedded' or 'reasoning_gym' "
+            raise ConfigError(f"config.reward.verifier: 'task' needs data.source in {TASK_SOURCES} "
                               f"(got {source!r}); use 'math', 'exact' or 'numeric' for dataset files")
     else:
-        raise ConfigError(f"config.reward.verifier: unknown verifier {r.verifier!r}")
+        raise ConfigError(f"config.reward.verifier: {r.verifier!r} is not one of {', '.join(VERIFIERS)}")
     verify = correctness
     if r.format_weight > 0:
         verify = compose_batch([(correctness, 1.0), (batched(format_reward), float(r.format_weight))])
     return RewardFn(verify, pool=pool, name=r.verifier)
-
-
-def make_token_reward_fn(cfg):
-    """jit(vmap) reward of the embedded task `cfg.data.task`: (params_BxK, response_BxT, mask_BxT) -> rewards_B."""
-    if cfg.data.source != "embedded":
-        raise ConfigError(f"config.data.source: token rewards need 'embedded', got {cfg.data.source!r}")
-    from rlvr_jax.data.tasks import get_task  # noqa: PLC0415
-
-    return get_task(cfg.data.task).verify_batch

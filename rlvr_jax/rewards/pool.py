@@ -34,13 +34,13 @@ def _run_item(kind: str, response: str, reference: Any, budget_s: float, fallbac
     return score_gym(response, reference, budget_s)
 
 
-def _worker_main(conn, memory_limit_mb: int) -> None:
+def _worker_main(conn, address_space_mb: int) -> None:
     """Worker loop: receive (key, kind, response, reference, budget, fallback), send (key, reward, status)."""
-    if memory_limit_mb > 0:
+    if address_space_mb > 0:
         try:
             import resource  # noqa: PLC0415
 
-            lim = memory_limit_mb * 2**20
+            lim = address_space_mb * 2**20
             resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         except (ImportError, ValueError, OSError):
             pass
@@ -79,7 +79,7 @@ class VerifierPool:
     """Process pool with per-item and per-batch wall-clock budgets; `verify_batch` -> list[Verdict]."""
 
     def __init__(self, workers: int = 2, item_timeout_s: float = 5.0, batch_timeout_s: float = 60.0, *,
-                 fallback: str = "last_number", memory_limit_mb: int = 4096, start_timeout_s: float = 120.0):
+                 fallback: str = "last_number", address_space_mb: int = 4096, start_timeout_s: float = 120.0):
         if workers <= 0 or item_timeout_s <= 0 or batch_timeout_s <= 0:
             raise ValueError("VerifierPool: workers, item_timeout_s and batch_timeout_s must be > 0 "
                              f"(got {workers}, {item_timeout_s}, {batch_timeout_s})")
@@ -89,7 +89,7 @@ class VerifierPool:
         self.item_timeout_s = float(item_timeout_s)
         self.batch_timeout_s = float(batch_timeout_s)
         self.fallback = fallback
-        self.memory_limit_mb = memory_limit_mb
+        self.address_space_mb = address_space_mb  # RLIMIT_AS of each worker (0: no limit)
         self.restarts = 0  # workers killed and replaced (stuck or crashed)
         self._start_failures = 0
         self._batch = 0  # batch counter: items are keyed (batch, index)
@@ -111,7 +111,7 @@ class VerifierPool:
     # ------------------------------------------------------------------ process management
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.memory_limit_mb), daemon=True,
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.address_space_mb), daemon=True,
                                  name="rlvr-verifier")
         proc.start()
         child.close()
@@ -146,10 +146,13 @@ class VerifierPool:
                     self._start_failures += 1
                     if self._start_failures > _MAX_START_FAILURES:
                         self.close()
+                        room = (f"each worker has {self.address_space_mb} MB of address space "
+                                f"(reward.worker_address_space_mb), which must hold Python, numpy and sympy"
+                                if self.address_space_mb > 0 else "workers have no address-space limit")
                         raise RuntimeError(
                             f"VerifierPool: verifier workers keep dying during start-up (exit code "
-                            f"{w.proc.exitcode}); a script that builds the pool at import time must guard it "
-                            "with `if __name__ == '__main__':` (workers use the spawn start method)") from None
+                            f"{w.proc.exitcode}); {room}; a script that builds the pool at import time must "
+                            "guard it with `if __name__ == '__main__':` (workers use the spawn start method)") from None
                 if w.item is not None and w.item[0] == self._batch:
                     results[w.item[1]] = Verdict(0.0, Status.ERROR)
                 self._replace(w)

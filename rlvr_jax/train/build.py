@@ -39,6 +39,13 @@ def policy_config(cfg, vocab_size: int, tok=None) -> ModelConfig:
                        pad_token_id=getattr(tok, "pad_id", None), **family_defaults(m.family))
 
 
+def _with_remat(model, remat: bool):
+    """model.remat for a loaded checkpoint: the flag lives in the (static) model config."""
+    if model.cfg.remat != remat:
+        model.cfg = dataclasses.replace(model.cfg, remat=remat)
+    return model
+
+
 def build_policy(cfg, task=None):
     """(policy model, tokenizer) for model.source."""
     m = cfg.model
@@ -53,14 +60,15 @@ def build_policy(cfg, task=None):
         tok = task.tokenizer if task is not None else None
         return models.create(pc, seed=seed), tok
     if m.source == "hf":
-        model = models.from_pretrained(m.path, dtype=m.dtype)
+        model = models.from_pretrained(m.path, dtype=m.dtype, param_dtype=m.param_dtype)
         from rlvr_jax.models.tokenizer import load_tokenizer
-        return model, load_tokenizer(m.path)
+        return _with_remat(model, m.remat), load_tokenizer(m.path)
     if m.source == "gguf":
         from rlvr_jax.models import gguf_io
-        model = gguf_io.load_gguf(m.path or None, cache_dir=m.cache_dir or None, dtype=m.dtype)
+        model = gguf_io.load_gguf(m.path or None, cache_dir=m.cache_dir or None, dtype=m.dtype,
+                                  param_dtype=m.param_dtype)
         from rlvr_jax.models.tokenizer import load_tokenizer
-        return model, load_tokenizer(m.path or None, cache_dir=m.cache_dir or None)
+        return _with_remat(model, m.remat), load_tokenizer(m.path or None, cache_dir=m.cache_dir or None)
     raise ConfigError(f"config.model.source: unknown {m.source!r}")
 
 

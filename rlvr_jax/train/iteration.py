@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlvr_jax import parallel
 from rlvr_jax.algos.advantages import compute_advantages
 from rlvr_jax.sampling import SamplingConfig, sample_core
 from rlvr_jax.train.state import TrainState
@@ -45,9 +46,15 @@ def overlong_shaping(rewards_B, lengths_B, truncated_B, algo, max_new: int):
     return rewards_B, valid_B
 
 
-def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg: SamplingConfig):
-    """iteration(state, pool) -> (state, metrics) for an embedded token task."""
+def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg: SamplingConfig, *, mesh=None):
+    """iteration(state, pool) -> (state, metrics) for an embedded token task.
+
+    mesh: the run's mesh; the sampler then constrains rows, caches and parameters per the sampling rules
+    (`mesh.sample_fsdp`: keep the parameters fsdp-sharded while sampling, or gather them), as the text
+    loop's `Sampler` and the planner's compiled sampler do. None: no constraints (one device).
+    """
     algo = cfg.algo
+    rules = None if mesh is None else parallel.rules_for("sample", cfg.mesh.sample_fsdp)
     G, n = cfg.rollout.group_size, cfg.rollout.prompts_per_step
     E, MB = algo.ppo_epochs, algo.mini_batches
     verify_BxN = jax.vmap(task.verify_tokens)
@@ -57,7 +64,8 @@ def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg
         k_idx, k_sample = jax.random.split(key)
         idx = jax.random.randint(k_idx, (n,), 0, pool.prompts_QxP.shape[0])
         rollout = sample_core(policy_graphdef, state.policy, pool.prompts_QxP[idx], pool.mask_QxP[idx], k_sample,
-                              scfg, memory_graphdef if use_memory else None, state.memory if use_memory else None)
+                              scfg, memory_graphdef if use_memory else None, state.memory if use_memory else None,
+                              mesh=mesh, rules=rules)
         params = jnp.repeat(pool.params_QxK[idx], G, axis=0)
         correct_B = verify_BxN(params, rollout.tokens_BxN, rollout.mask_BxN.astype(bool))
         rewards_B, valid_B = overlong_shaping(correct_B, rollout.lengths_B, rollout.truncated_B, algo,

@@ -3,9 +3,9 @@ import jax
 import numpy as np
 import pytest
 
-from rlvr_jax.config import ConfigError, base_config
+from rlvr_jax.config import ConfigError, base_config, validate
 from rlvr_jax.rewards.base import Status, Verdict, compose, compose_batch, count_statuses, rewards_array
-from rlvr_jax.rewards.factory import make_reward_fn, make_token_reward_fn
+from rlvr_jax.rewards.factory import make_reward_fn
 from rlvr_jax.rewards.simple import exact_match, format_reward, numeric_match, parse_number
 
 C, W, U, E = Status.CORRECT, Status.WRONG, Status.UNPARSABLE, Status.ERROR
@@ -96,14 +96,14 @@ def test_factory_task_verifier_and_token_reward():
     batch = task.sample(0, 4)
     q = batch.queries[0]
     good = task.answers(q)[0]
-    with make_reward_fn(cfg) as fn:
+    with make_reward_fn(cfg, task) as fn:
         assert [v.status for v in fn([good, "1+", "99+99"], [q, q, q])] == [C, U, W]
-    reward_fn = make_token_reward_fn(cfg)
+    reward_fn = task.verify_batch
     ids, mask = task.answer_tokens(q)
     r = reward_fn(np.repeat(batch.params_BxK[:1], len(ids), 0), ids, mask)
     assert isinstance(r, jax.Array) and (np.asarray(r) == 1).all()
-    cfg.data.source = "jsonl"
+    cfg.data.source, cfg.data.path = "jsonl", "rows.jsonl"
     with pytest.raises(ConfigError, match="config.reward.verifier: 'task' needs"):
-        make_reward_fn(cfg)
-    with pytest.raises(ConfigError, match="config.data.source"):
-        make_token_reward_fn(cfg)
+        make_reward_fn(cfg, task)
+    with pytest.raises(ConfigError, match="config.reward.verifier: 'task' needs"):
+        validate(cfg)  # refused at start-up, before any model is built

@@ -182,3 +182,18 @@ def test_stuck_worker_is_killed_and_replaced(pool):
     assert [v.status for v in verdicts] == [T, C, C]
     assert pool.restarts == restarts + 1 and pids[0] not in pool.worker_pids()
     assert [v.status for v in pool.verify_batch(["\\boxed{4}"] * 4, ["4"] * 4)] == [C] * 4
+
+
+def test_worker_address_space_limits_the_workers(pool):
+    """reward.worker_address_space_mb is each worker's RLIMIT_AS: 64 MB cannot even import numpy, so the pool
+    fails to start with an error naming the field (fast: dead workers are counted, not waited for); the module
+    pool, started with the default 4096 MB, serves."""
+    from rlvr_jax.config import SCHEMA
+
+    assert SCHEMA["reward"]["worker_address_space_mb"].default == pool.address_space_mb == 4096
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"keep dying during start-up.*64 MB of address space "
+                                           r"\(reward\.worker_address_space_mb\)"):
+        VerifierPool(workers=1, address_space_mb=64, start_timeout_s=60.0)
+    assert time.monotonic() - t0 < 30.0
+    assert [v.status for v in pool.verify_batch(["\\boxed{2}"], ["2"])] == [C]
