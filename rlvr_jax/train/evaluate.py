@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rlvr_jax.config import int_list
+from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.eval import modes, passk
 from rlvr_jax.sampling import SamplingConfig, sample_core
 
@@ -98,40 +98,84 @@ def headline(res: dict, ks) -> dict[str, float]:
     return out
 
 
+def _restore(path: str, abstract_state):
+    from rlvr_jax.train.checkpoint import Checkpointer
+    ck = Checkpointer(path, keep=1000, async_save=False)
+    try:
+        got = ck.restore(abstract_state)
+    finally:
+        ck.close()
+    if got is None:
+        raise ConfigError(f"--checkpoint: no complete checkpoint in {path}")
+    return got
+
+
+def _trainer_base_fingerprint(ckpt_path: str) -> str | None:
+    """The base-policy fingerprint the trainer recorded in <run>/summary.json beside <run>/ckpt, if any."""
+    import json
+    path = os.path.join(os.path.dirname(os.path.abspath(os.path.normpath(ckpt_path))), "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("base_param_fingerprint")
+
+
 def run(cfg, checkpoints=(), out=None):
-    """rlvr-eval: evaluates the initial policy and each checkpoint; writes JSON and a pass@k plot."""
+    """rlvr-eval: the policy the trainer starts from ("initial") and each checkpoint, on the run's held-out
+    sets (embedded tasks: the exact instruments too; text data: every eval set of the config, verified by
+    the run's reward function); writes eval.json and one pass@k plot with every curve."""
+    from rlvr_jax import parallel
     from rlvr_jax.eval.plots import plot_passk_curves
     from rlvr_jax.eval.report import write_report
     from rlvr_jax.train.build import build
-    from rlvr_jax.train.checkpoint import Checkpointer
-    from rlvr_jax.train.state import init_state, make_optimizers
-    from rlvr_jax.config import ConfigError
+    from rlvr_jax.train.checkpoint import param_fingerprint
+    from rlvr_jax.train.program import train_program, updates_per_run
 
     built = build(cfg)
-    if built.task is None:
-        raise ConfigError("config.data.source: rlvr-eval currently evaluates embedded tasks; text datasets "
-                          "are evaluated by the trainer's own loop")
     out = out or os.path.join(cfg.log.dir, "eval")
     os.makedirs(out, exist_ok=True)
-    ev = TaskEvaluator(built.task, cfg, built.stop_token_ids, built.pad_id)
-    ptx, mtx = make_optimizers(cfg, cfg.train.steps)
-    state, pg, _ = init_state(built.policy, built.memory, ptx, mtx, seed=cfg.train.seed,
-                              keep_reference=cfg.algo.kl_coef > 0)
-    results = {}
-    curves = {}
-    ev.set_reference(pg, state.policy)
-    results["initial"] = ev(pg, state.policy)
-    curves["initial"] = results["initial"]
-    for path in checkpoints:
-        ck = Checkpointer(path, keep=1000, async_save=False)
-        got = ck.restore(jax.eval_shape(lambda: state))
-        if got is None:
-            raise ConfigError(f"--checkpoint: no complete checkpoint in {path}")
-        step, st, _ = got
-        name = f"{os.path.basename(os.path.normpath(path))}@{step}"
-        results[name] = ev(pg, st.policy)
-        curves[name] = results[name]
+    mesh = parallel.make_mesh(cfg.mesh)
+    closers = []
+    if built.task is not None:  # the trainer's own warm-up (same seed, same steps): its base policy
+        from rlvr_jax.train.pretrain import pretrain
+        policy, _ = pretrain(built.policy, built.task, cfg)
+        ev = TaskEvaluator(built.task, cfg, built.stop_token_ids, built.pad_id)
+        program = train_program(cfg, policy, built.memory, mesh, updates_per_run(cfg))
+        pg = program.policy_graphdef
+        base = program.init_state(policy, built.memory).policy
+        ev.set_reference(pg, base)
+        evaluate = lambda params: {"heldout": ev(pg, params)}  # noqa: E731
+    else:
+        from rlvr_jax.rewards.factory import make_reward_fn
+        from rlvr_jax.sampling import Sampler
+        from rlvr_jax.train.collect_text import text_evaluator
+        reward_fn = make_reward_fn(cfg)
+        closers.append(reward_fn.close)
+        ev = text_evaluator(cfg, built, reward_fn)
+        if ev is None:
+            raise ConfigError("config.data.eval_size: 0 and no data.eval_files / data.eval_split: nothing to evaluate")
+        program = train_program(cfg, built.policy, built.memory, mesh, updates_per_run(cfg))
+        pg = program.policy_graphdef
+        base = program.init_state(built.policy, built.memory).policy
+        sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
+        evaluate = lambda params: ev(sampler, pg, params)  # noqa: E731
+    try:
+        base_fp = param_fingerprint(base)
+        results = {"initial": evaluate(base)}
+        for path in checkpoints:
+            want = _trainer_base_fingerprint(path)
+            if want is not None and want != base_fp:
+                print(f"rlvr-eval: warning: 'initial' differs from the base policy the trainer of {path} recorded "
+                      f"(fingerprint {base_fp[:12]} vs {want[:12]}): check the config matches the run's")
+            step, st, _ = _restore(path, program.abstract_state)
+            results[f"{os.path.basename(os.path.normpath(path))}@{step}"] = evaluate(st.policy)
+    finally:
+        for close in closers:
+            close()
     paths = write_report(results, out, name="eval", plot=False)
-    png = plot_passk_curves(curves, os.path.join(out, "passk.png"), title=f"pass@k on {cfg.data.task}")
-    print(f"wrote {paths} and {png}")
+    curves = {f"{name}" if len(res) == 1 else f"{name}: {s}": r
+              for name, res in results.items() for s, r in res.items()}
+    png = plot_passk_curves(curves, os.path.join(out, "passk.png"),
+                            title=f"pass@k on {cfg.data.task if built.task is not None else cfg.data.source}")
+    print(f"wrote {paths['json']} and {png}")
     return results

@@ -20,6 +20,7 @@ def jsonl_cfg(tmp_path):
     path.write_text("\n".join(json.dumps({"problem": f"q{i}", "answer": str(i)}) for i in range(N)) + "\n")
     cfg = base_config()
     cfg.data.source, cfg.data.path, cfg.data.schema, cfg.data.template = "jsonl", str(path), "deepscaler", "none"
+    cfg.data.eval_size = 0  # every row trains (the held-out slice is tested in test_heldout_slice_never_trains)
     return cfg
 
 
@@ -123,3 +124,63 @@ def test_prompt_ids_are_left_padded_task_prompts():
     rows, _ = make_source(cfg).take(10)
     ids = np.stack([r["prompt_ids"] for r in rows])
     assert ids.shape == (10, get_task("countdown_small").prompt_len) and ids.dtype == np.int32
+
+
+def test_heldout_slice_never_trains(jsonl_cfg):
+    """With no eval files or split, a seeded slice of data.eval_size rows is the eval set and leaves training."""
+    from rlvr_jax.data.sources import make_eval_sets
+    jsonl_cfg.data.eval_size = 4
+    (name, held), = make_eval_sets(jsonl_cfg)
+    train, _ = make_source(jsonl_cfg).take(N - 4)
+    assert name == "heldout" and len(held) == 4 and len(make_source(jsonl_cfg)) == N - 4
+    assert {r["answer"] for r in held}.isdisjoint({r["answer"] for r in train})
+    assert {r["answer"] for r in held} | {r["answer"] for r in train} == {str(i) for i in range(N)}
+    again = make_eval_sets(jsonl_cfg)[0][1]
+    assert [r["answer"] for r in again] == [r["answer"] for r in held]  # the same slice every time
+    jsonl_cfg.data.eval_size = N
+    with pytest.raises(DataError, match="config.data.eval_size: 13 held-out rows leave none"):
+        make_source(jsonl_cfg)
+
+
+def test_eval_files_are_named_sets_and_take_nothing_from_training(jsonl_cfg, tmp_path):
+    from rlvr_jax.data.sources import make_eval_sets
+    for name, n in (("gsm_mini", 3), ("aime_mini", 2)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "\n".join(json.dumps({"problem": f"{name} {i}", "answer": str(i)}) for i in range(n)) + "\n")
+    jsonl_cfg.data.eval_size = 5  # ignored when eval files are named
+    jsonl_cfg.data.eval_files = f"{tmp_path / 'gsm_mini.jsonl'}, {tmp_path / 'aime_mini.jsonl'}"
+    sets = make_eval_sets(jsonl_cfg)
+    assert [(n, len(r)) for n, r in sets] == [("gsm_mini", 3), ("aime_mini", 2)]
+    assert sets[0][1][0]["prompt"] == "gsm_mini 0" and len(make_source(jsonl_cfg)) == N
+    jsonl_cfg.data.eval_files = str(tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match="config.data.eval_files: .*missing.jsonl' does not exist"):
+        make_eval_sets(jsonl_cfg)
+
+
+def test_reasoning_gym_task_params_and_mix():
+    pytest.importorskip("reasoning_gym")
+    from rlvr_jax.data.sources import gym_specs
+    cfg = base_config()
+    cfg.data.source, cfg.data.size, cfg.data.eval_size, cfg.data.template = "reasoning_gym", 40, 8, "none"
+    cfg.data.task = "basic_arithmetic"
+    cfg.data.task_params = '{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}'
+    rows, _ = make_source(cfg).take(20)
+    for r in rows:  # two terms of one digit: "Calculate a op b." with |a|, |b| <= 9
+        nums = [int(x) for x in __import__("re").findall(r"-?\d+", r["question"])]
+        assert len(nums) == 2 and all(abs(x) <= 9 for x in nums), r["question"]
+    held = {r["question"] for r in make_source(cfg, eval=True).take(8)[0]}
+    src = make_source(cfg)
+    assert held.isdisjoint({r["question"] for r in src.take(len(src))[0]})  # held-out questions never train
+    cfg.data.task, cfg.data.task_params = "basic_arithmetic:3,chain_sum:1", '{"basic_arithmetic": {"max_terms": 2}}'
+    rows, _ = make_source(cfg).take(40)
+    kinds = [r["reference"]["metadata"]["source_dataset"] for r in rows]
+    assert kinds.count("basic_arithmetic") > kinds.count("chain_sum") > 0
+    assert gym_specs("a:0.7, b:0.3", '{"b": {"x": 1}}') == [("a", 0.7, {}), ("b", 0.3, {"x": 1})]
+    for task, params, msg in (("a,b", '{"c": {}}', "keys \\['c'\\] are not tasks"), ("a", "[1]", "JSON object"),
+                              ("a:-1", "", "must be > 0"), ("a", "{bad", "not a JSON object")):
+        with pytest.raises(DataError, match=msg):
+            gym_specs(task, params)
+    cfg.data.task, cfg.data.task_params = "basic_arithmetic", '{"no_such_field": 1}'
+    with pytest.raises(DataError, match="config.data.task: cannot create reasoning-gym dataset 'basic_arithmetic' "
+                                        "\\(check data.task_params\\)"):
+        make_source(cfg)

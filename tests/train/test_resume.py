@@ -112,5 +112,9 @@ def test_rlvr_eval_on_checkpoints(uninterrupted, tmp_path):
     res = json.load(open(tmp_path / "eval.json"))
     assert "initial" in res and any(k.startswith("ckpt@4") for k in res)
     for r in res.values():
-        assert 0.0 <= r["pass@k"]["1"]["mean"] <= r["pass@k"]["4"]["mean"] <= 1.0
+        assert 0.0 <= r["heldout"]["pass@k"]["1"]["mean"] <= r["heldout"]["pass@k"]["4"]["mean"] <= 1.0
+    # "initial" is the policy the trainer started from (after its warm-up), not an untrained model
+    trainer = json.load(open(full_dir / "summary.json"))
+    assert res["initial"]["heldout"]["pass@k"] == trainer["before"]["pass@k"]
+    assert res["ckpt@4"]["heldout"]["pass@k"] == trainer["after"]["pass@k"]
     assert (tmp_path / "passk.png").stat().st_size > 1000
