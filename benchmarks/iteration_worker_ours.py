@@ -23,6 +23,7 @@ from rlvr_jax.config import base_config, validate  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
 from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
+from rlvr_jax.models.tokenizer import decode_responses, tokenize_prompts  # noqa: E402
 from rlvr_jax.train.program import train_program  # noqa: E402
 from rlvr_jax.train.step import batch_from_rollout  # noqa: E402
 
@@ -37,18 +38,8 @@ def bench_config():
     cfg.algo.kl_coef, cfg.algo.ppo_epochs, cfg.algo.mini_batches = 0.0, 1, 1
     cfg.model.source, cfg.data.source = "hf", "jsonl"
     cfg.model.path, cfg.data.path = "unused", "unused"
+    cfg.reward.verifier = "exact"  # the worker scores with iteration_common.reward, as every peer does
     return validate(cfg)
-
-
-def encode(tok, texts):
-    ids = [list(tok(t)["input_ids"]) for t in texts]
-    T = max(len(x) for x in ids)
-    toks = np.full((len(ids), T), tok.pad_token_id, np.int32)
-    mask = np.zeros((len(ids), T), bool)
-    for i, x in enumerate(ids):
-        toks[i, T - len(x):] = x
-        mask[i, T - len(x):] = True
-    return toks, mask
 
 
 def main(folder):
@@ -72,14 +63,14 @@ def main(folder):
         ph = {}
         t = time.perf_counter()
         rows = C.step_rows(step)
-        prompts, mask = encode(tok, [r["prompt"] for r in rows])
+        prompts, mask = tokenize_prompts(tok, [r["prompt"] for r in rows], chat=False)
         key = jax.random.fold_in(jax.random.key(0), step)
         rollout = sampler(nnx.merge(pg, state.policy), prompts, mask, key, scfg)
         toks = np.asarray(rollout.tokens_BxN)  # waits for the sampler
         ph["sample"] = time.perf_counter() - t
         t = time.perf_counter()
         m = np.asarray(rollout.mask_BxN).astype(bool)
-        texts = [tok.decode(x[k].tolist(), skip_special_tokens=True) for x, k in zip(toks, m)]
+        texts = decode_responses(tok, toks, m)
         rewards = jnp.asarray([C.reward(s, r["answer"]) for s, r in zip(texts, [r for r in rows for _ in range(G)])],
                               jnp.float32)
         ph["decode_verify"] = time.perf_counter() - t

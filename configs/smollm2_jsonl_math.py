@@ -2,7 +2,10 @@
 math-verify in a time-limited process pool.
 
     rlvr-train --config configs/smollm2_jsonl_math.py --config.data.path=/data/gsm8k_train.jsonl \\
-        --config.data.schema=gsm8k
+        --config.data.schema=gsm8k --config.data.eval_files=/data/gsm8k_test.jsonl,/data/math500.jsonl
+
+Without data.eval_files a seeded slice of data.eval_size rows of the training file is held out (never
+trained on) and evaluated at the start, every eval.every steps and at the end.
 """
 from rlvr_jax.config import base_config
 
@@ -26,6 +29,10 @@ def get_config():
     cfg.algo.variant = "iac"
     cfg.algo.logprob_chunk = 64
     cfg.train.steps = 100
+    cfg.data.eval_size = 32
+    cfg.eval.every = 20
+    cfg.eval.num_samples = 16
+    cfg.eval.ks = "1,2,4,8,16"
     cfg.checkpoint.every = 10
     cfg.log.dir = "runs/smollm2_math"
     return cfg

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from rlvr_jax import jsonio, parallel  # noqa: E402
 from rlvr_jax.config import SCHEMA, ConfigError, apply_variant, int_list, validate  # noqa: E402
 from rlvr_jax.jsonio import to_jsonable  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig  # noqa: E402
@@ -41,8 +42,8 @@ from rlvr_jax.train import evaluate as evaluation  # noqa: E402
 from rlvr_jax.train.build import build, build_memory  # noqa: E402
 from rlvr_jax.train.iteration import make_iteration, make_multi_iteration, query_pool  # noqa: E402
 from rlvr_jax.train.pretrain import pretrain  # noqa: E402
-from rlvr_jax.train.state import init_state, make_optimizers  # noqa: E402
-from rlvr_jax.train.step import make_train_step  # noqa: E402
+from rlvr_jax.train.checkpoint import param_fingerprint  # noqa: E402
+from rlvr_jax.train.program import train_program  # noqa: E402
 
 METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "dapo", "iac", "dlc", "iac_dlc")
 LABELS = {"grpo": "GRPO", "dr_grpo": "Dr.GRPO", "rloo": "RLOO", "reinforce_pp": "REINFORCE++", "dapo": "DAPO",
@@ -141,12 +142,13 @@ def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, 
     for seed in seeds:
         cfg = method_config(base_cfg, method, seed)
         memory = build_memory(cfg, policy_template)
-        ptx, mtx = make_optimizers(cfg, steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches)
         policy = nnx.merge(pg, jax.tree.map(jnp.copy, base_params))
-        state, pg_, mg = init_state(policy, memory, ptx, mtx, seed=seed, keep_reference=cfg.algo.kl_coef > 0)
+        updates = steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches  # the schedule's length
+        program = train_program(cfg, policy, memory, parallel.single_device_mesh(), updates)
+        state = program.init_state(policy, memory)
         if fns is None:  # same structure for every seed: compile once per method
             scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
-            it = make_iteration(task, cfg, pg_, mg, make_train_step(pg_, mg, cfg, ptx, mtx), scfg)
+            it = make_iteration(task, cfg, program.policy_graphdef, program.memory_graphdef, program.step, scfg)
             K = cfg.train.iterations_per_call
             fns = {n: jax.jit(make_multi_iteration(it, n)) for n in sorted({K, 1})}
         t0 = time.time()
@@ -338,21 +340,8 @@ def _rounded(x, digits: int = 5):
 
 
 def write_json(summary: dict, path: str) -> str:
-    """Strict, compact JSON (one line per top-level key), floats rounded to 5 decimals."""
-    js = _rounded(to_jsonable(summary))
-    with open(path, "w") as f:
-        f.write("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}"
-                                   for k, v in js.items()) + "\n}\n")
-    return path
-
-
-def _fingerprint(params) -> str:
-    """sha256 of every parameter's bytes."""
-    import hashlib
-    h = hashlib.sha256()
-    for x in jax.tree.leaves(jax.device_get(params)):
-        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
-    return h.hexdigest()
+    """The summary through the one JSON writer (`jsonio`), floats rounded to 5 decimals."""
+    return jsonio.write_json(path, _rounded(to_jsonable(summary)))
 
 
 def code_version() -> dict:
@@ -425,7 +414,7 @@ def main(argv=None) -> dict:
     policy, losses = pretrain(built.policy, task, warm_cfg, log=tqdm.write)
     pg, base_params = nnx.split(policy, nnx.Param)
     base_params = jax.tree.map(jnp.copy, base_params)
-    base_sha = _fingerprint(base_params)  # equal across sweeps <=> the same base policy
+    base_sha = param_fingerprint(base_params)  # equal across sweeps <=> the same base policy
     pool = query_pool(task.sample(np.random.default_rng(warm_cfg.train.seed), warm_cfg.data.size))
     evaluator = evaluation.TaskEvaluator(task, warm_cfg, built.stop_token_ids, built.pad_id)
     evaluator.set_reference(pg, base_params)

@@ -85,3 +85,9 @@ def encode_prompts(tok, texts: Sequence[str], *, chat: bool = True, system: str 
     """Raw texts -> `format_prompt` -> `tokenize_prompts`: left-padded (tokens_BxT int32, mask_BxT bool)."""
     formatted = [format_prompt(tok, t, chat=chat, system=system, **template_kw) for t in texts]
     return tokenize_prompts(tok, formatted, chat=chat, pad_to=pad_to)
+
+
+def decode_responses(tok, tokens_BxN, mask_BxN) -> list[str]:
+    """Sampled tokens -> text, special tokens (the stop token) dropped."""
+    toks, mask = np.asarray(tokens_BxN), np.asarray(mask_BxN).astype(bool)
+    return [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(toks, mask)]

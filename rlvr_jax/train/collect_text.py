@@ -21,7 +21,7 @@ from rlvr_jax.algos.advantages import compute_advantages
 from rlvr_jax.algos.groups import zero_std_groups
 from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.data.sources import make_eval_sets, make_source
-from rlvr_jax.models.tokenizer import tokenize_prompts
+from rlvr_jax.models.tokenizer import decode_responses, tokenize_prompts
 from rlvr_jax.rewards.base import Status
 from rlvr_jax.rewards.factory import make_reward_fn
 from rlvr_jax.sampling import SamplingConfig, Sampler
@@ -29,7 +29,7 @@ from rlvr_jax.train.iteration import overlong_shaping
 from rlvr_jax.train.metrics import Timer
 from rlvr_jax.train.program import train_program, updates_per_run
 from rlvr_jax.train.step import batch_from_rollout
-from rlvr_jax.train.text_eval import EvalSet, TextEvaluator, decode_responses, headline
+from rlvr_jax.train.text_eval import EvalSet, TextEvaluator, headline
 
 
 def text_evaluator(cfg, built, reward_fn) -> TextEvaluator | None:

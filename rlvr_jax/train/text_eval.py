@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from rlvr_jax.eval import passk
-from rlvr_jax.models.tokenizer import tokenize_prompts
+from rlvr_jax.models.tokenizer import decode_responses, tokenize_prompts
 from rlvr_jax.rewards.base import Status
 from rlvr_jax.sampling import SamplingConfig
 
@@ -29,12 +29,6 @@ class EvalSet:
     prompts: tuple[str, ...]
     references: tuple
     questions: tuple[str, ...] = ()
-
-
-def decode_responses(tok, tokens_BxN, mask_BxN) -> list[str]:
-    """Sampled tokens -> text, special tokens (the stop token) dropped."""
-    toks, mask = np.asarray(tokens_BxN), np.asarray(mask_BxN).astype(bool)
-    return [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(toks, mask)]
 
 
 class TextEvaluator:
