@@ -28,12 +28,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import iteration_common as C  # noqa: E402
-from iteration_worker_ours import bench_config, encode  # noqa: E402
+from iteration_worker_ours import bench_config  # noqa: E402
 from rlvr_jax import host_alloc, parallel  # noqa: E402
 from rlvr_jax.algos.advantages import compute_advantages  # noqa: E402
 from rlvr_jax.models.scoring import response_logprobs_and_entropy  # noqa: E402
 from rlvr_jax.models import from_pretrained  # noqa: E402
-from rlvr_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from rlvr_jax.models.tokenizer import load_tokenizer, tokenize_prompts  # noqa: E402
 from rlvr_jax.plan.accounting import forward_flops  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig, Sampler  # noqa: E402
 from rlvr_jax.train.program import train_program  # noqa: E402
@@ -80,7 +80,7 @@ def main():
     sampler = Sampler()
     G, n, N = C.G, C.PROMPTS_PER_STEP, C.NEW_TOKENS
     rows = C.step_rows(0)
-    prompts, mask = encode(tok, [r["prompt"] for r in rows])
+    prompts, mask = tokenize_prompts(tok, [r["prompt"] for r in rows], chat=False)
     step_fn = program.jit(donate=False)  # the loops' wiring, not donated: the same state is reused
     algo = cfg.algo
 

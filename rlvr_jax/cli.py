@@ -57,7 +57,7 @@ def _die(prog: str, msg: str):
     sys.exit(2)
 
 
-def _host_memory(cfg, argv, reexec):
+def _host_allocator(cfg, argv, reexec):
     """Restarts the process once with the host-allocator tunables (`train.host_allocator`), before JAX starts.
 
     Only when the entry point runs the program itself (`reexec`; by default, when argv came from the command
@@ -70,7 +70,7 @@ def _host_memory(cfg, argv, reexec):
 def train_main(argv=None, reexec=None):
     """rlvr-train: runs the RL loop described by the config."""
     cfg, _ = _parse(argv or sys.argv)
-    _host_memory(cfg, argv, reexec)
+    _host_allocator(cfg, argv, reexec)
     from rlvr_jax.train import loop
     try:
         loop.run(cfg)
@@ -84,7 +84,7 @@ def eval_main(argv=None, reexec=None):
         flags.DEFINE_multi_string("checkpoint", [], "checkpoint folder(s); several give one plot", flag_values=fv)
         flags.DEFINE_string("out", "", "output folder (default: <log.dir>/eval)", flag_values=fv)
     cfg, fv = _parse(argv or sys.argv, [ckpt])
-    _host_memory(cfg, argv, reexec)
+    _host_allocator(cfg, argv, reexec)
     from rlvr_jax.train import evaluate
     try:
         evaluate.run(cfg, checkpoints=fv.checkpoint, out=fv.out or None)

@@ -469,7 +469,7 @@ def cli_allocator(cfg):
     """What rlvr-train does with train.host_allocator before JAX starts (the re-exec itself stubbed)."""
     seen = []
     with mock.patch.object(host_alloc, "ensure", seen.append):
-        cli._host_memory(cfg, None, True)
+        cli._host_allocator(cfg, None, True)
     return seen, [host_alloc.wanted(m) for m in seen]
 
 

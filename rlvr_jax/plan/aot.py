@@ -79,7 +79,7 @@ def program_for(cfg, mesh, pc, mc) -> TrainProgram:
 
 # --------------------------------------------------------------------------------------- compiling
 
-def _memory(compiled) -> dict:
+def _device_bytes(compiled) -> dict:
     try:
         ma = compiled.memory_analysis()
     except Exception:  # noqa: BLE001 - some backends have none
@@ -176,7 +176,7 @@ def _compile_or_oom(fn):
         num, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         temp = float(num) * 1024 ** " KMGT".index(unit)
         return None, {"temp": int(temp), "oom": msg.splitlines()[0][:300]}, time.time() - t0
-    return compiled, _memory(compiled), secs
+    return compiled, _device_bytes(compiled), secs
 
 
 def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True) -> dict:
