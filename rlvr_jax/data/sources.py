@@ -147,7 +147,7 @@ def _gym_rows(specs, seed: int, size: int, exclude: frozenset = frozenset()) -> 
     """Generated rows; questions in `exclude` (the held-out set) are dropped, so they never train."""
     ds = _gym_dataset(specs, seed, size)
     label = ",".join(n for n, _, _ in specs)
-    keep = [i for i in range(size) if ds[i]["question"] not in exclude]
+    keep = [i for i in range(size) if ds[i]["question"] not in exclude] if exclude else list(range(size))
     if not keep:
         raise DataError(f"config.data.eval_size: every one of the {size} generated {label!r} questions is in the "
                         f"held-out set; raise data.size, lower data.eval_size or widen data.task_params")

@@ -40,8 +40,7 @@ def text_evaluator(cfg, built, reward_fn) -> TextEvaluator | None:
     ecfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id).replace(
         temperature=float(cfg.eval.temperature), num_samples=int(cfg.eval.num_samples), dlc_mu=0.0,
         plausibility=0.0)
-    es = [EvalSet(name, tuple(r["prompt"] for r in rows), tuple(r["reference"] for r in rows),
-                  tuple(r.get("question", "") for r in rows)) for name, rows in sets]
+    es = [EvalSet(name, tuple(r["prompt"] for r in rows), tuple(r["reference"] for r in rows)) for name, rows in sets]
     return TextEvaluator(es, built.tokenizer, reward_fn, ecfg, int_list(cfg.eval.ks, "eval.ks"),
                          chat=cfg.data.template == "chat",
                          rows_per_call=cfg.rollout.prompts_per_step * cfg.rollout.group_size,

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from rlvr_jax import host_alloc, parallel
 from rlvr_jax.config import int_list
-from rlvr_jax.jsonio import to_jsonable, write_json
+from rlvr_jax.jsonio import dumps, write_json
 from rlvr_jax.train.build import build
 from rlvr_jax.train.checkpoint import Preemption, open_and_resume, param_fingerprint
 from rlvr_jax.train.console import log, print_config, print_samples
@@ -72,7 +72,7 @@ class EvalLog:
         self.by_step[int(step)] = results
         if jax.process_index() == 0:
             with open(self.path, "a") as f:
-                f.write(json.dumps(to_jsonable({"step": int(step), "results": results}), allow_nan=False) + "\n")
+                f.write(dumps({"step": int(step), "results": results}) + "\n")
 
 
 def drive(cfg, c, t0: float | None = None) -> dict:

@@ -17,9 +17,8 @@ import jax
 import numpy as np
 
 from rlvr_jax.config import ConfigError
-from rlvr_jax.jsonio import NONFINITE, to_jsonable, write_json
+from rlvr_jax.jsonio import NONFINITE, dumps, from_json_number, to_jsonable, write_json
 
-_NONFINITE = NONFINITE
 
 # (label, metric name or alternatives tried in order)
 DEFAULT_CONSOLE_KEYS: tuple = (
@@ -145,7 +144,7 @@ class MetricsWriter:
             return
         with open(os.path.join(self.log_dir, f"{name}.jsonl"), "a", encoding="utf-8") as f:
             for r in records:
-                f.write(json.dumps(to_jsonable({"step": int(step), **r}), allow_nan=False) + "\n")
+                f.write(dumps({"step": int(step), **r}) + "\n")
         if text_tag and self._tb is not None:
             for i, r in enumerate(records):
                 body = "\n\n".join(f"**{k}**: {_md(v)}" for k, v in r.items())
@@ -182,7 +181,7 @@ def fmt_number(x) -> str:
     if x is None:
         return "-"
     if isinstance(x, str):
-        x = _NONFINITE.get(x, x)
+        x = NONFINITE.get(x, x)
         if isinstance(x, str):
             return x
     x = float(x)
@@ -239,11 +238,9 @@ class Timer:
 # ------------------------------------------------------------------------------------ reading
 
 def _from_json(v):
-    if isinstance(v, str) and v in _NONFINITE:
-        return _NONFINITE[v]
     if isinstance(v, list):
         return [_from_json(x) for x in v]
-    return v
+    return from_json_number(v)
 
 
 def read_metrics(path: str, *, raw: bool = False) -> list[dict]:

@@ -28,7 +28,6 @@ class EvalSet:
     name: str
     prompts: tuple[str, ...]
     references: tuple
-    questions: tuple[str, ...] = ()
 
 
 class TextEvaluator:
