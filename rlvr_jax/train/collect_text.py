@@ -170,14 +170,15 @@ class TextCollector:
         return headline(res, self.ks)
 
     def table(self, before: dict, after: dict) -> str:
-        rows = [f"{'set / metric':<28}{'before':>16}{'after':>16}"]
+        w = 24  # "0.123 [0.05,0.20]" plus room: columns never run together
+        rows = [f"{'set / metric':<28}{'before':>{w}}{'after':>{w}}"]
         for name in after:
             for k in after[name]["ks"]:
                 b, a = before[name]["pass@k"][str(k)], after[name]["pass@k"][str(k)]
-                rows.append(f"{name + ' pass@' + str(k):<28}{_ci(b):>16}{_ci(a):>16}")
-            if "response_len_mean" in after[name]:
-                rows.append(f"{name + ' response len':<28}{before[name]['response_len_mean']:>16.1f}"
-                            f"{after[name]['response_len_mean']:>16.1f}")
+                rows.append(f"{name + ' pass@' + str(k):<28}{_ci(b):>{w}}{_ci(a):>{w}}")
+            for key, label, fmt in (("response_len_mean", "response len", ".1f"), ("truncated_frac", "truncated", ".3f")):
+                if key in after[name] and key in before[name]:
+                    rows.append(f"{name + ' ' + label:<28}{before[name][key]:>{w}{fmt}}{after[name][key]:>{w}{fmt}}")
         return "\n".join(rows)
 
     def summary_extra(self, state) -> dict:
