@@ -8,7 +8,7 @@ trainer), so rewards/ never imports data/.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from rlvr_jax.fields import ConfigError
 from rlvr_jax.rewards.base import BatchVerifier, Verdict, batched, compose_batch, count_statuses, rewards_array
@@ -43,6 +43,15 @@ class RewardFn:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def answer_of(reference: Any) -> Any:
+    """What a math / exact / numeric verifier compares against: a task entry (a reasoning-gym row, a mapping
+    with an 'answer' field) gives its answer; any other reference is itself. Without this the verifier would
+    parse the entry's repr, whose numbers (sizes, indices) then count as correct answers."""
+    if isinstance(reference, Mapping) and "answer" in reference:
+        return reference["answer"]
+    return reference
 
 
 def _pool(r, kind: str):
@@ -80,6 +89,8 @@ def make_reward_fn(cfg, task=None) -> RewardFn:
     else:
         raise ConfigError(f"config.reward.verifier: {r.verifier!r} is not one of {', '.join(VERIFIERS)}")
     verify = correctness
+    if r.verifier != "task":  # the task scorer reads the whole entry; the others compare to its answer
+        verify = lambda responses, references: correctness(responses, [answer_of(x) for x in references])  # noqa: E731
     if r.format_weight > 0:
-        verify = compose_batch([(correctness, 1.0), (batched(format_reward), float(r.format_weight))])
+        verify = compose_batch([(verify, 1.0), (batched(format_reward), float(r.format_weight))])
     return RewardFn(verify, pool=pool, name=r.verifier)

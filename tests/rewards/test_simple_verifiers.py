@@ -107,3 +107,29 @@ def test_factory_task_verifier_and_token_reward():
         make_reward_fn(cfg, task)
     with pytest.raises(ConfigError, match="config.reward.verifier: 'task' needs"):
         validate(cfg)  # refused at start-up, before any model is built
+
+
+def test_answer_verifiers_compare_a_task_entry_by_its_answer():
+    """A reasoning-gym row's reference is its whole entry (the task scorer reads it); math / exact / numeric
+    compare against entry['answer']. Before, math-verify parsed the entry's repr and \\boxed{1} scored correct
+    on every question."""
+    from rlvr_jax.data.sources import make_source
+    from rlvr_jax.rewards.factory import answer_of
+
+    cfg = _cfg(workers=1)
+    cfg.data.source, cfg.data.task, cfg.data.template = "reasoning_gym", "basic_arithmetic", "none"
+    cfg.data.task_params = '{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}'
+    rows, _ = make_source(cfg).take(6)
+    entries = [r["reference"] for r in rows]
+    assert all(isinstance(e, dict) for e in entries) and answer_of(entries[0]) == entries[0]["answer"]
+    assert answer_of("7") == "7"
+    for verifier in ("math", "exact", "numeric"):
+        cfg.reward.verifier = verifier
+        with make_reward_fn(cfg) as fn:
+            right = fn([f"so \\boxed{{{e['answer']}}}" for e in entries], entries)
+            assert [v.status for v in right] == [C] * len(entries), verifier
+            wrong = [e for e in entries if e["answer"] != "1"]
+            assert [v.status for v in fn(["\\boxed{1}"] * len(wrong), wrong)] == [W] * len(wrong), verifier
+            idx = [e for e in entries if e["answer"] != str(e["metadata"]["source_index"])]
+            got = fn([f"\\boxed{{{e['metadata']['source_index']}}}" for e in idx], idx)
+            assert [v.status for v in got] == [W] * len(idx), verifier
