@@ -18,7 +18,10 @@ TEXT_EVAL_FIELDS = ("eval.every", "eval.num_samples", "eval.ks", "eval.temperatu
 
 # the fields of algo.* each built-in advantage estimator reads (an estimator registered elsewhere may read any)
 ESTIMATOR_FIELDS = {"grpo": ("std_ddof", "adv_eps"), "reinforce_pp": ("adv_eps",), "dr_grpo": (), "rloo": (),
-                    "passk": ()}
+                    "passk": (), "pass_at_k": ("pass_k",), "pkpo": ("pass_k",), "w_reinforce": ("positive_weight",),
+                    "psr": (), "nsr": (), "qae": ("std_ddof", "adv_eps", "qae_quantile")}
+# the algo.* fields only some estimators read (an unknown estimator counts as reading them all)
+ESTIMATOR_ONLY = tuple(sorted({k for ks in ESTIMATOR_FIELDS.values() for k in ks}))
 _POOL_FIELDS = ("workers", "item_timeout_s", "batch_timeout_s", "worker_address_space_mb")
 _FILE_FIELDS = ("schema", "prompt_key", "answer_key", "on_bad_row")  # how dataset files are read
 
@@ -70,8 +73,8 @@ def inactive_fields(cfg: ml_collections.ConfigDict) -> dict[str, str]:
         off("rollout.prompt_buckets", "token tasks sample their fixed-width prompts unpadded")
 
     # algo: algos/advantages.py, calibration.py, objective.py, aggregation.py; train/iteration.py
-    reads = ESTIMATOR_FIELDS.get(a.estimator, ("std_ddof", "adv_eps"))
-    for k in ("std_ddof", "adv_eps"):
+    reads = ESTIMATOR_FIELDS.get(a.estimator, ESTIMATOR_ONLY)
+    for k in ESTIMATOR_ONLY:
         if k not in reads:
             off(f"algo.{k}", f"algo.estimator={a.estimator!r} does not read it")
     if not a.iac:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import ml_collections
 
 from rlvr_jax import host_alloc
-from rlvr_jax.algos import advantages, aggregation, calibration, kl
+from rlvr_jax.algos import advantages, aggregation, calibration, diversity_advantages, kl
 from rlvr_jax.algos.memory_loss import TRAIN_ON as MEMORY_TRAIN_ON
 from rlvr_jax.data import readers, schemas, templates
 from rlvr_jax.fields import ConfigError, int_list  # noqa: F401  (re-exported: the schema's error and parser)
@@ -115,6 +115,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "iac_alpha": F(1.0, "IAC exponent (paper: 1)", None, _nonneg, "must be >= 0"),
         "iac_renorm": F("none", "IAC factor renormalisation (paper: unspecified)", calibration.RENORMS),
         "success_threshold": F(0.5, "reward above this counts as a success (for k = |S+|)"),
+        "pass_k": F(4, "k of the pass@k that estimator pass_at_k / pkpo optimises (<= rollout.group_size)", None,
+                    lambda x: x >= 1, "must be >= 1"),
+        "positive_weight": F(0.1, "W-REINFORCE lambda: advantage of a correct rollout (a wrong one gets -1)", None,
+                             _nonneg, "must be >= 0"),
+        "qae_quantile": F(0.4, "QAE K: the baseline is the K-quantile of the group's valid rewards", None, _prob,
+                          "must be in [0, 1]"),
         "clip_eps_low": F(0.2, "PPO clip, lower side", None, _nonneg, "must be >= 0"),
         "clip_eps_high": F(0.2, "PPO clip, upper side (DAPO clip-higher: 0.28)", None, _nonneg, "must be >= 0"),
         "dual_clip": F(0.0, "dual-clip constant c > 1 for negative advantages (0: off)",
@@ -319,6 +325,9 @@ def _check_consistency(cfg):
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"config.model.hidden_size: {cfg.model.hidden_size} not divisible by "
                           f"num_heads={cfg.model.num_heads}")
+    if cfg.algo.estimator in diversity_advantages.PASS_K_ESTIMATORS and cfg.algo.pass_k > cfg.rollout.group_size:
+        raise ConfigError(f"config.algo.pass_k: k={cfg.algo.pass_k} exceeds rollout.group_size="
+                          f"{cfg.rollout.group_size} (algo.estimator={cfg.algo.estimator!r})")
     n = cfg.rollout.prompts_per_step
     if n % cfg.algo.mini_batches:
         raise ConfigError(f"config.algo.mini_batches: {cfg.algo.mini_batches} must divide "

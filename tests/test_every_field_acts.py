@@ -619,6 +619,9 @@ PROBES = {
     "algo.iac_alpha": (2.0, with_(TOKEN, algo__iac=True), advantages),
     "algo.iac_renorm": ("g_alpha", with_(TOKEN, algo__iac=True), advantages),
     "algo.success_threshold": (0.8, TOKEN, advantages),
+    "algo.pass_k": (2, with_(TOKEN, algo__estimator="pass_at_k", rollout__group_size=4), advantages),
+    "algo.positive_weight": (0.5, with_(TOKEN, algo__estimator="w_reinforce"), advantages),
+    "algo.qae_quantile": (0.8, with_(TOKEN, algo__estimator="qae"), advantages),
     "algo.clip_eps_low": (0.3, TOKEN, step_jaxpr),
     "algo.clip_eps_high": (0.28, TOKEN, step_jaxpr),
     "algo.dual_clip": (3.0, TOKEN, step_jaxpr),
@@ -770,6 +773,7 @@ def test_hf_models_take_param_dtype_and_remat(name, value):
 @pytest.mark.parametrize("name,value,base,observe", [
     ("rollout.prompt_buckets", "8,64", TOKEN, iteration_jaxpr),  # token prompts are not bucketed
     ("memory.tilt_order", "temperature_then_tilt", TOKEN_MEM, logits),  # temperature 1: same logits
+    ("algo.pass_k", 2, TOKEN, advantages),  # grpo reads no pass_k
     ("rollout.top_k", 3, with_(TOKEN, rollout__temperature=0.0),  # greedy: the argmax passes every filter
      lambda c: np.argmax(np.frombuffer(logits(c), np.float32).reshape(_Z.shape), -1).tobytes()),
 ])

@@ -5,6 +5,7 @@ configuration comes in as the `algo` config group.
 """
 from rlvr_jax.algos.advantages import (compute_advantages, estimators, get_estimator,  # noqa: F401
                                        register_advantage)
+from rlvr_jax.algos import diversity_advantages  # noqa: F401  (registers pass_at_k, w_reinforce, psr, nsr, qae, pkpo)
 from rlvr_jax.algos.aggregation import MODES as LOSS_AGG_MODES, aggregate, aggregate_parts  # noqa: F401
 from rlvr_jax.algos.calibration import apply_iac, calibrate, iac_factors  # noqa: F401
 from rlvr_jax.algos.groups import successes, zero_std_groups  # noqa: F401

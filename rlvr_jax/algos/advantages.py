@@ -4,7 +4,9 @@ Every estimator maps `rewards_BxG` (float32, B prompts x G rollouts) and `valid_
 marks padding in groups with fewer than G rollouts) plus the `algo` config group to `adv_BxG`.
 Invalid entries always get advantage 0. Estimators only read fields declared in
 `rlvr_jax.config.SCHEMA['algo']`. `compute_advantages` applies the configured estimator and then
-the IAC calibration (`calibration.py`), and returns the statistics the train loop logs.
+the IAC calibration (`calibration.py`), and returns the statistics the train loop logs. More estimators
+(pass_at_k, w_reinforce, psr, nsr, qae, pkpo) live in `diversity_advantages.py`, registered by the package
+`__init__`.
 """
 from __future__ import annotations
 

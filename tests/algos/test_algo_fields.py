@@ -18,7 +18,11 @@ BASE = dict(iac=True, kl_coef=0.1, entropy_coef=0.01, tis_cap=2.0)  # so the IAC
 # (field, new value, extra base overrides the field needs to have an effect)
 CASES = [
     ("estimator", "rloo", {}), ("estimator", "dr_grpo", {}), ("estimator", "reinforce_pp", {}),
-    ("estimator", "passk", {}),
+    ("estimator", "passk", {}), ("estimator", "pass_at_k", {}), ("estimator", "pkpo", {}),
+    ("estimator", "w_reinforce", {}), ("estimator", "psr", {}), ("estimator", "nsr", {}), ("estimator", "qae", {}),
+    ("pass_k", 2, {"estimator": "pass_at_k"}), ("pass_k", 2, {"estimator": "pkpo"}),
+    ("positive_weight", 0.5, {"estimator": "w_reinforce"}),
+    ("qae_quantile", 0.8, {"estimator": "qae"}),
     ("std_ddof", 1, {}),
     ("adv_eps", 0.5, {}),
     ("iac", False, {}),
