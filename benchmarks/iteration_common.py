@@ -1,6 +1,10 @@
 """Shared by the iteration-benchmark workers (any venv; stdlib only): settings, prompts, the verifier
 and the JSON-lines gate that lets the coordinator drive one GRPO step at a time.
 
+Two settings (`load_setting`): "matched" (the constants below: random weights, exactly 64 tokens, a
+substring verifier) and "real" (a JSON file the coordinator writes: SmolLM2-135M-Instruct weights,
+reasoning-gym prompts in the chat template, 160 new tokens ended by the real EOS, math-verify).
+
 Protocol: a worker prints {"ready": true, ...} once loaded; then for each stdin line {"step": k} it runs
 one full GRPO iteration (sample G completions for each of PROMPTS_PER_STEP prompts, decode, verify,
 advantages, one optimiser step) on `step_rows(k)` and prints {"step": k, "seconds": wall, ...}.
@@ -31,9 +35,38 @@ def problem(i: int) -> dict:
     return {"prompt": f"Question: What is {a} plus {b}? Give only the number.\nAnswer:", "answer": str(a + b)}
 
 
-def step_rows(step: int) -> list[dict]:
-    """The PROMPTS_PER_STEP problems of step `step` (every framework sees the same ones)."""
-    return [problem(step * PROMPTS_PER_STEP + j) for j in range(PROMPTS_PER_STEP)]
+def step_rows(step: int, setting: dict | None = None) -> list[dict]:
+    """The prompts of step `step` (every framework sees the same ones): the setting's rows in order, cycled,
+    or (matched) PROMPTS_PER_STEP generated problems."""
+    if setting is None or not setting.get("rows"):
+        return [problem(step * PROMPTS_PER_STEP + j) for j in range(PROMPTS_PER_STEP)]
+    rows, n = setting["rows"], setting["prompts_per_step"]
+    return [rows[(step * n + j) % len(rows)] for j in range(n)]
+
+
+MATCHED = {"name": "matched", "G": G, "prompts_per_step": PROMPTS_PER_STEP, "new_tokens": NEW_TOKENS,
+           "stop_at_eos": False, "verifier": "contains", "learning_rate": LEARNING_RATE, "grad_clip": GRAD_CLIP,
+           "temperature": TEMPERATURE, "max_prompt_tokens": MAX_PROMPT_TOKENS, "chat": False, "rows": []}
+
+
+def load_setting(path: str | None) -> dict:
+    """The setting a worker runs: the coordinator's JSON file, or MATCHED when no path is given."""
+    if not path:
+        return dict(MATCHED)
+    with open(path) as f:
+        return {**MATCHED, **json.load(f)}
+
+
+def score(setting: dict, completion: str, reference: str) -> float:
+    """The setting's verifier for peers: "contains" (`reward`) or "math" (math-verify's own extraction of
+    the completion against the reference; rlvr_jax uses its process-pool math verifier instead)."""
+    if setting["verifier"] == "contains":
+        return reward(completion, reference)
+    from math_verify import parse, verify  # noqa: PLC0415  (the peer's venv has it)
+    try:
+        return float(verify(parse(f"${reference}$"), parse(completion)))
+    except Exception:  # noqa: BLE001  (an unparsable completion scores 0, as in rlvr_jax)
+        return 0.0
 
 
 def reward(completion: str, reference: str) -> float:

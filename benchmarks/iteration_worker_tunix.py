@@ -17,7 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import iteration_common as C  # noqa: E402
 
 
-def main(folder):
+def main(folder, setting_path=None):
+    if C.load_setting(setting_path)["name"] != "matched":
+        sys.exit("iteration_worker_tunix.py: only the matched setting is wired for tunix (its vanilla rollout "
+                 "is run with an EOS it never samples); run the real setting with --peers trl")
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -98,4 +101,4 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

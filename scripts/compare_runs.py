@@ -98,8 +98,8 @@ def main(argv=None):
     curves = {"base policy": base}
     curves.update({f"{lab} after {last_steps[lab]} steps": res for lab, res in finals.items()})
     passk_png = plot_passk_curves(curves, os.path.join(args.out, "passk.png"),
-                                  title=f"held-out pass@k ({name}, {base['num_queries']} questions x "
-                                        f"{base['num_samples']} samples, 95% bootstrap)")
+                                  title=f"held-out pass@k: {name}, {base['num_queries']} q x {base['num_samples']} "
+                                        f"samples, 95% CI")
     panels = {}
     panels[f"held-out pass@1 ({name})"] = {
         r["label"]: ([s for s in sorted(r["evals"])], [r["evals"][s][name]["pass@k"]["1"]["mean"] for s in sorted(r["evals"])],
