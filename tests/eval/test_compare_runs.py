@@ -1,18 +1,14 @@
 """scripts/compare_runs.py: one base curve and each run's final curve, refusal of runs from different bases."""
-import importlib.util
 import json
+import math
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("compare_runs", os.path.join(ROOT, "scripts", "compare_runs.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture
+def mod(load_script):
+    return load_script("compare_runs")
 
 
 def _res(p1, n=4):
@@ -41,8 +37,7 @@ def _run(root, name, finals, fingerprint="abc", seed=0):
     return d
 
 
-def test_report_holds_base_and_each_final(tmp_path, capsys):
-    mod = _script()
+def test_report_holds_base_and_each_final(tmp_path, mod):
     a = _run(tmp_path, "grpo", [(5, 0.2), (10, 0.3)])
     b = _run(tmp_path, "iac", [(10, 0.4)], seed=1)
     out = tmp_path / "out"
@@ -54,21 +49,18 @@ def test_report_holds_base_and_each_final(tmp_path, capsys):
     assert res["last_step"] == {"grpo": 10, "iac": 10}
     assert res["final"]["grpo"]["pass@k"]["1"]["mean"] == 0.3
     assert (out / "passk.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
-    import math
     x, y = mod._series(mod.load_run(a), "reward_mean", smooth=False)
     assert list(x) == list(range(1, 11)) and math.isnan(y[-1])  # the step-10 rewrite replaced the first record
 
 
-def test_runs_from_different_bases_are_refused(tmp_path):
-    mod = _script()
+def test_runs_from_different_bases_are_refused(tmp_path, mod):
     a = _run(tmp_path, "a", [(10, 0.3)], fingerprint="one")
     b = _run(tmp_path, "b", [(10, 0.3)], fingerprint="two")
     with pytest.raises(SystemExit, match="different base policies"):
         mod.main([a, b, "--out", str(tmp_path / "out")])
 
 
-def test_missing_files_name_the_path(tmp_path):
-    mod = _script()
+def test_missing_files_name_the_path(tmp_path, mod):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="empty/config.json: missing"):
         mod.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])

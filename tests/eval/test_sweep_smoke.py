@@ -1,24 +1,14 @@
 """scripts/sweep.py: the --quick run writes its files, and its numbers are consistent with each other."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("sweep_script", os.path.join(ROOT, "scripts", "sweep.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def sweep():
-    return _load_script()
+def sweep(load_script):
+    return load_script("sweep")
 
 
 def test_seed_stats_is_a_t_interval(sweep):

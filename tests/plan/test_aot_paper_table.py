@@ -1,6 +1,5 @@
 """scripts/aot_paper_table.py: how a cell reads its reports (fits, does not fit, out of HBM everywhere, a
 number that shrank with depth), and that a partial run keeps the cells it did not redo."""
-import importlib.util
 import json
 import os
 import sys
@@ -12,10 +11,8 @@ GiB = 2 ** 30
 
 
 @pytest.fixture
-def script(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("aot_paper_table", os.path.join(ROOT, "scripts", "aot_paper_table.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def script(tmp_path, monkeypatch, load_script):
+    mod = load_script("aot_paper_table")
     (tmp_path / "runs").mkdir()
     monkeypatch.setattr(mod, "RUNS", [str(tmp_path / "runs")])
     return mod
