@@ -17,7 +17,8 @@ import sys
 import numpy as np
 
 from rlvr_jax.eval.plots import plot_metric_grid, plot_passk_curves
-from rlvr_jax.jsonio import from_json_number, write_json
+from rlvr_jax.jsonio import write_json
+from rlvr_jax.train.metrics import read_metrics
 
 CURVES = (  # panel title, metrics.jsonl key (per training step), smoothed
     ("reward (mean of the step's rollouts)", "reward_mean", True),
@@ -28,13 +29,14 @@ CURVES = (  # panel title, metrics.jsonl key (per training step), smoothed
 
 
 def _jsonl(path: str) -> list[dict]:
+    """The records of a run's JSON-lines file, read as the trainer's own reader does (non-finite numbers back to
+    floats, a torn last line skipped); one line naming the file otherwise."""
     try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_metrics(path)
     except FileNotFoundError:
         raise SystemExit(f"compare_runs: {path}: missing (is this an rlvr-train log.dir?)") from None
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"compare_runs: {path}: not JSON lines ({e})") from None
+    except ValueError as e:
+        raise SystemExit(f"compare_runs: {e}") from None
 
 
 def load_run(path: str) -> dict:
@@ -50,14 +52,14 @@ def load_run(path: str) -> dict:
     for rec in _jsonl(os.path.join(path, "metrics.jsonl")):
         steps.setdefault(int(rec["step"]), {}).update(rec)
     evals = {int(r["step"]): r["results"] for r in _jsonl(os.path.join(path, "evals.jsonl"))}
-    if 0 not in evals or not evals:
+    if 0 not in evals:
         raise SystemExit(f"compare_runs: {path}/evals.jsonl: no evaluation of the base policy (step 0)")
     return {"path": path, "label": os.path.basename(os.path.normpath(path)), "cfg": cfg, "summary": summary,
             "steps": steps, "evals": evals}
 
 
 def _series(run: dict, key: str, smooth: bool, window: int = 5):
-    pts = [(s, from_json_number(r[key])) for s, r in sorted(run["steps"].items()) if s > 0 and key in r]
+    pts = [(s, r[key]) for s, r in sorted(run["steps"].items()) if s > 0 and key in r]
     if not pts:
         return None
     x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts], np.float64)
