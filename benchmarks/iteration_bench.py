@@ -42,7 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from iteration_common import MARK  # noqa: E402
+from iteration_common import MARK, load_setting  # noqa: E402
 
 PEER_PACKAGES = {  # torch first, exactly this spec (the CPU wheel), then the rest
     "trl": [["torch==2.13.0"], ["trl", "transformers", "safetensors", "numpy", "datasets", "math-verify"]],
@@ -233,14 +233,11 @@ def main():
         if any(p.startswith("tunix") for p in peers):
             raise SystemExit("--setting real: tunix's worker runs the matched setting only; use --peers trl")
         folder = os.path.join(args.venvs, "iteration-weights-smollm2-135m-instruct")
-        setting = [write_real(folder, args.venvs, args.config)]
+        setting = [write_real(folder, args.venvs, args.config)]  # the workers' extra argument
     else:
         folder = write_weights(os.path.join(args.venvs, f"iteration-weights-{args.shape}"), args.shape, args.venvs)
         setting = []
-    info = {}
-    if setting:
-        with open(setting[0]) as f:
-            info = json.load(f)
+    info = load_setting(setting[0] if setting else None)  # what every worker runs (matched: MATCHED)
     bases = {p: p.removesuffix("_alloc") for p in peers}
     pys = {b: ensure_venv(args.venvs, b) for b in set(bases.values())}
 
@@ -260,7 +257,7 @@ def main():
     keys = ["ours"] + peers
     # interleaved: every worker lives through all rounds; sequential: one framework at a time, alone in RAM
     batches = [[k] for k in keys] if args.sequential else [keys]
-    warm, timed, loads, live = {}, {}, [], {}
+    warm, timed, loads = {}, {}, []
     load_start = load_end = None
     for batch in batches:
         for key in batch:
@@ -288,8 +285,7 @@ def main():
         load_end = loadavg()
         for w in now.values():
             w.close()
-        live.update(now)
-    workers = live
+    workers = {k: w for k, w in workers.items() if k not in failures}  # a worker that failed a step is dropped
     result = summarize(args, workers, warm, timed, failures, load_start, load_end, loads, info)
     runs = []
     if args.append and os.path.exists(args.out + ".json"):
@@ -300,10 +296,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"runs": runs}, f, indent=1)
-    text = "\n".join(markdown(r) for r in runs)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    print(text)
+    print(render(args.out))
 
 
 def summarize(args, workers, warm, timed, failures, load_start, load_end, loads, setting) -> dict:
@@ -324,10 +317,10 @@ def summarize(args, workers, warm, timed, failures, load_start, load_end, loads,
             r["ratio_vs_ours"] = r["median_s"] / rows["ours"]["median_s"]
     peers = [r["median_s"] for k, r in rows.items() if k != "ours" and not k.endswith("_alloc")]
     tuned = [r["median_s"] for k, r in rows.items() if k.endswith("_alloc")]
-    s = setting or {"name": "matched", "G": 8, "prompts_per_step": 2, "new_tokens": 64}
-    return {"setting": s["name"], "config": s.get("config"), "sequential": bool(args.sequential),
-            "shape": "smollm2-135m-instruct (real weights)" if s["name"] == "real" else args.shape,
-            "G": s["G"], "prompts_per_step": s["prompts_per_step"], "new_tokens": s["new_tokens"], "dtype": "float32",
+    real = setting["name"] == "real"
+    return {"setting": setting["name"], "config": setting.get("config"), "sequential": bool(args.sequential),
+            "shape": "smollm2-135m-instruct (real weights)" if real else args.shape, "G": setting["G"],
+            "prompts_per_step": setting["prompts_per_step"], "new_tokens": setting["new_tokens"], "dtype": "float32",
             "warmup_steps": args.warmup, "rounds": args.rounds, "machine": f"{platform.machine()}, "
             f"{os.cpu_count()} CPUs", "loadavg_start": load_start, "loadavg_end": load_end, "loadavg_rounds": loads,
             "rows": rows, "failures": failures, "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -337,7 +330,7 @@ def summarize(args, workers, warm, timed, failures, load_start, load_end, loads,
 
 
 def render(out: str) -> str:
-    """OUT.md again from OUT.json (after a change to the table's layout)."""
+    """OUT.md from every run in OUT.json (after a run, or alone with --render after a change to the layout)."""
     with open(out + ".json") as f:
         text = "\n".join(markdown(r) for r in json.load(f)["runs"])
     with open(out + ".md", "w") as f:
