@@ -71,6 +71,13 @@ def inactive_fields(cfg: ml_collections.ConfigDict) -> dict[str, str]:
             "rollout.temperature=0 is greedy: the most likely token passes every filter")
     if token:
         off("rollout.prompt_buckets", "token tasks sample their fixed-width prompts unpadded")
+        off(("rollout.engine", "rollout.slots", "rollout.kv_budget_mb", "rollout.decode_chunk"),
+            "token tasks sample inside the fused on-device iteration (the static sampler)")
+    elif cfg.rollout.engine == "static":
+        off(("rollout.slots", "rollout.kv_budget_mb", "rollout.decode_chunk"),
+            "rollout.engine='static' has no decode slots")
+    elif not (cfg.rollout.slots or cfg.rollout.kv_budget_mb):
+        off("rollout.decode_chunk", "rollout.slots=0 and kv_budget_mb=0: auto always runs the static sampler")
 
     # algo: algos/advantages.py, calibration.py, objective.py, aggregation.py; train/iteration.py
     reads = ESTIMATOR_FIELDS.get(a.estimator, ESTIMATOR_ONLY)

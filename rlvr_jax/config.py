@@ -104,6 +104,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "prompt_buckets": F("16,32,64,128,256,512,1024,2048", "left-padded prompt lengths (comma list)"),
         "matmul": F("auto", "decode-loop matmuls: auto (the packed AVX2 kernel on one x86 CPU device, float32; "
                             "XLA elsewhere), xla, cpu_kernel", sampling_config.MATMULS),
+        "engine": F("auto", "text rollouts: static (one lock-step batch), continuous (decode slots refilled as rows "
+                            "finish, groups verified as they end), auto (continuous when the rows exceed the slots)",
+                    sampling_config.ENGINES),
+        "slots": F(0, "continuous engine: decode slots over the mesh (0: as many as rollout.kv_budget_mb holds)",
+                   None, _nonneg, "must be >= 0"),
+        "kv_budget_mb": F(0.0, "continuous engine: KV cache budget per device in MB, slots and prompt store "
+                               "(0: none; used when rollout.slots=0)", None, _nonneg, "must be >= 0"),
+        "decode_chunk": F(16, "continuous engine: decode steps per dispatch (the host refills slots between)", None,
+                          _pos, "must be > 0"),
     },
     "algo": {
         "variant": F("", "paper variant preset, one name for the fields it stands for (empty: use the fields "
@@ -340,6 +349,10 @@ def _check_consistency(cfg):
     if cfg.reward.verifier == "task" and cfg.data.source not in reward_factory.TASK_SOURCES:
         raise ConfigError(f"config.reward.verifier: 'task' needs data.source in {reward_factory.TASK_SOURCES} "
                           f"(got {cfg.data.source!r}); use 'math', 'exact' or 'numeric' for dataset files")
+    if cfg.rollout.engine == "continuous" and not (cfg.rollout.slots or cfg.rollout.kv_budget_mb):
+        raise ConfigError("config.rollout.engine: 'continuous' needs rollout.slots or rollout.kv_budget_mb")
+    if cfg.rollout.slots and cfg.rollout.kv_budget_mb:
+        raise ConfigError("config.rollout.kv_budget_mb: set either rollout.slots or rollout.kv_budget_mb, not both")
     sizes = [cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor]
     if sum(s == -1 for s in sizes) > 1:
         raise ConfigError("config.mesh: at most one of data/fsdp/tensor may be -1")

@@ -434,6 +434,20 @@ def eval_sampler_jaxpr(cfg):
         pg, p, ev.prompts, ev.mask, ev.params, jax.random.key(0), ev.scfg, ev.task.verify_tokens))(params))
 
 
+def rollout_run(cfg):
+    """Which engine the text loop's `Rollouts` runs for one step's rows, and how (slots, dispatches, KV)."""
+    from rlvr_jax.models import create, tiny
+    from rlvr_jax.sampling.rollouts import Rollouts
+    model = create(tiny("llama", vocab_size=32, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
+                        num_kv_heads=1), 0)
+    n, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+    ro = Rollouts.from_config(cfg)
+    scfg = SamplingConfig.from_config(cfg).replace(max_new_tokens=6)
+    out = ro(model, np.arange(1, 3 * n + 1).reshape(n, 3) % 31 + 1, None, jax.random.key(0), scfg)
+    st = ro.stats
+    return ro.last, st.get("slots"), st.get("dispatches"), st.get("kv_bytes"), np.asarray(out.tokens_BxN).tobytes()
+
+
 _STATE = {"w": jnp.arange(3.0)}
 
 
@@ -609,6 +623,10 @@ PROBES = {
     "rollout.min_p": (0.2, TOKEN, logits),
     "rollout.prompt_buckets": ("8,64", TEXT, lambda c: pad_to_bucket(
         np.ones((1, 5), np.int32), None, SamplingConfig.from_config(c).prompt_buckets, 0)[0].shape),
+    "rollout.engine": ("static", with_(TEXT, rollout__slots=4), rollout_run),
+    "rollout.slots": (4, TEXT, rollout_run),
+    "rollout.kv_budget_mb": (0.01, TEXT, rollout_run),
+    "rollout.decode_chunk": (1, with_(TEXT, rollout__slots=4), rollout_run),
     "rollout.matmul": ("xla" if _KERNEL else "cpu_kernel", TOKEN, lambda c: _raises_or(eval_sampler_jaxpr, c)),
     # algo: advantages, the train step's objective, the iteration's PPO loop and dynamic sampling
     "algo.variant": ("dapo", TOKEN, lambda c: apply_variant(c).to_dict()),

@@ -82,6 +82,16 @@ def apply_rope(x_BxTxHxD, positions_BxT, inv_freq):
     return (x * cos + rot * sin).astype(x_BxTxHxD.dtype)
 
 
+def write_cache(cache_BxKxSxD, x_BxKxTxD, cache_index):
+    """Writes T new keys (or values) into the cache at slot `cache_index`: a scalar (every row the same
+    slot, the static sampler) or one slot per row [B] (the continuous engine's slots)."""
+    x = x_BxKxTxD.astype(cache_BxKxSxD.dtype)
+    if jnp.ndim(cache_index) == 0:
+        return jax.lax.dynamic_update_slice_in_dim(cache_BxKxSxD, x, cache_index, axis=2)
+    return jax.vmap(lambda c, u, i: jax.lax.dynamic_update_slice_in_dim(c, u, i, axis=1))(
+        cache_BxKxSxD, x, cache_index)
+
+
 class Attention(nnx.Module):
     """Grouped-query attention; with a cache it writes the new keys/values at `cache_index`."""
 
@@ -116,8 +126,7 @@ class Attention(nnx.Module):
         v = v.transpose(0, 2, 1, 3)
         if cache is not None:
             k_cache, v_cache = cache
-            k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, axis=2)
-            v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, axis=2)
+            k, v = write_cache(k_cache, k, cache_index), write_cache(v_cache, v, cache_index)
             new_cache = (k, v)
         else:
             new_cache = None

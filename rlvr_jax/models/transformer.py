@@ -61,7 +61,8 @@ class Transformer(nnx.Module):
         """Returns (logits_BxTxV or hidden_BxTxD, new_cache or None).
 
         kv_mask_BxS: which key slots hold real tokens (S = T without cache, the cache length with one).
-        cache_index: the slot where this call's first token is written (same for every row).
+        cache_index: the slot where this call's first token is written: a scalar (every row) or one per
+        row [B] (the continuous engine, where each slot has its own write index).
         remat: rematerialise each layer in the backward pass; default `cfg.remat` without a cache (with a
         cache only when asked: the train step's shared-prompt forward differentiates through one).
         """
@@ -77,9 +78,11 @@ class Transformer(nnx.Module):
             S = cache_length(cache)
             if kv_mask_BxS is None:
                 raise ValueError("kv_mask_BxS is required with a cache (which slots hold real tokens)")
-            q_slot = cache_index + jnp.arange(T)
-        causal_TxS = jnp.arange(S)[None, :] <= q_slot[:, None]
-        mask_BxTxS = causal_TxS[None] & kv_mask_BxS[:, None, :].astype(bool)
+            q_slot = cache_index + jnp.arange(T) if jnp.ndim(cache_index) == 0 else (
+                jnp.asarray(cache_index)[:, None] + jnp.arange(T)[None])  # [T] or [B, T]
+        q_slot_BxT = jnp.broadcast_to(q_slot, (B, T))
+        causal_BxTxS = jnp.arange(S)[None, None, :] <= q_slot_BxT[:, :, None]
+        mask_BxTxS = causal_BxTxS & kv_mask_BxS[:, None, :].astype(bool)
         inv_freq = rope_inv_freq(self.cfg)
         if remat is None:
             remat = self.cfg.remat and cache is None

@@ -6,6 +6,9 @@ import dataclasses
 from rlvr_jax.sampling.decode_kernels import MATMULS
 
 TILT_ORDERS = ("tilt_then_temperature", "temperature_then_tilt")
+# rollout.engine: the lock-step sampler (sampler.py), the continuous-batching engine (engine.py), or per call
+# the engine when the rows exceed its slots and the static sampler otherwise (rollouts.py)
+ENGINES = ("auto", "static", "continuous")
 
 
 @dataclasses.dataclass(frozen=True)

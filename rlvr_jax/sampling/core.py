@@ -15,7 +15,7 @@ from rlvr_jax.sampling.config import SamplingConfig
 from rlvr_jax.sampling.decode_kernels import decode_matmul, pack_for_decode
 from rlvr_jax.sampling.decode_loop import decode, record
 from rlvr_jax.sampling.prefill import prefill
-from rlvr_jax.sampling.next_token import sample_step
+from rlvr_jax.sampling.next_token import row_keys, sample_step, step_keys
 from rlvr_jax.sampling.state import DecodeState, Rollout, finalize
 
 
@@ -77,10 +77,11 @@ def cache_len(prompt_len: int, cfg: SamplingConfig) -> int:
 
 
 def sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, cache, memory=None,
-                      memory_cache=None, constrain=None):
+                      memory_cache=None, constrain=None, limit_B=None):
     """The sampler on live NNX modules and given (reusable, donatable) caches of B*G rows.
 
     constrain: a `Constrain` (or any (array, names) -> array); its `params` places the models' parameters.
+    limit_B: optional per-row caps on new tokens [B*G] (<= max_new_tokens; a per-request max length).
     Returns (Rollout, final policy cache, final memory cache).
     """
     constrain = Constrain() if constrain is None else constrain
@@ -110,17 +111,20 @@ def sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingCo
         last_token_B=jnp.zeros((rows,), jnp.int32),
         next_position_B=mask_rep.sum(-1).astype(jnp.int32),
         done_B=jnp.zeros((rows,), bool),
+        limit_B=constrain(jnp.full((rows,), N, jnp.int32) if limit_B is None
+                          else jnp.minimum(jnp.asarray(limit_B, jnp.int32), N), ("batch",)),
         tokens_BxN=constrain(jnp.full((rows, N), cfg.pad_id, jnp.int32), ("batch",)),
         logp_sampler_BxN=constrain(jnp.zeros((rows, N), jnp.float32), ("batch",)),
         logp_policy_BxN=constrain(jnp.zeros((rows, N), jnp.float32), ("batch",)),
         cache=cache, memory_cache=memory_cache)
     # Token 0 comes from the prefill logits; the loop then runs N - 1 decode steps.
-    token, lps, lpp = sample_step(jax.random.fold_in(key, 0), z_p, z_m, cfg)
+    keys_B = row_keys(key, rows)
+    token, lps, lpp = sample_step(step_keys(keys_B, 0), z_p, z_m, cfg)
     state = record(state.replace(next_position_B=state.next_position_B - 1), constrain(token, ("batch",)),
                    lps, lpp, cfg)
-    state = decode(policy, memory, state, kv_mask_BxS, P, key, cfg, constrain)
+    state = decode(policy, memory, state, kv_mask_BxS, P, keys_B, cfg, constrain)
     rollout = finalize(prompts_rep, mask_rep, state.tokens_BxN, state.logp_sampler_BxN, state.logp_policy_BxN,
-                       cfg.stop_token_ids, cfg.pad_id)
+                       cfg.stop_token_ids, cfg.pad_id, state.limit_B)
     return rollout, state.cache, state.memory_cache
 
 

@@ -2,7 +2,9 @@
 network, in lock-step, each with its own KV cache) and samples the next one.
 
 It stops when every row has sampled a stop token, at max_new_tokens, or when the cache is full.
-Step t uses key fold_in(key, t) whatever the models, so mu = 0 reproduces the plain sampler.
+Token t of row r uses key fold_in(fold_in(key, r), t) (`next_token.step_keys`) whatever the models and
+whatever the batch, so mu = 0 reproduces the plain sampler and the continuous engine draws the same tokens.
+A row is done at a stop token or at its own limit (`limit_B`, at most max_new_tokens).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.sampling.config import SamplingConfig
-from rlvr_jax.sampling.next_token import sample_step
+from rlvr_jax.sampling.next_token import sample_step, step_keys
 from rlvr_jax.sampling.state import DecodeState
 
 
@@ -34,16 +36,16 @@ def record(state: DecodeState, token_B, logp_sampler_B, logp_policy_B, cfg: Samp
         step=state.step + 1,
         last_token_B=token_B,
         next_position_B=state.next_position_B + 1,
-        done_B=done | _is_stop(token_B, cfg),
+        done_B=done | _is_stop(token_B, cfg) | (col + 1 >= state.limit_B),
         tokens_BxN=put(state.tokens_BxN, token_B),
         logp_sampler_BxN=put(state.logp_sampler_BxN, jnp.where(done, zero, logp_sampler_B)),
         logp_policy_BxN=put(state.logp_policy_BxN, jnp.where(done, zero, logp_policy_B)),
     )
 
 
-def decode(policy, memory, state: DecodeState, kv_mask_BxS, prompt_len: int, key, cfg: SamplingConfig,
+def decode(policy, memory, state: DecodeState, kv_mask_BxS, prompt_len: int, keys_B, cfg: SamplingConfig,
            constrain=lambda x, names: x) -> DecodeState:
-    """Runs decode steps until all rows are done, max_new_tokens, or the cache is full."""
+    """Runs decode steps until all rows are done, max_new_tokens, or the cache is full (keys_B: `row_keys`)."""
     cache_len = kv_mask_BxS.shape[1]
 
     def cond(s: DecodeState):
@@ -60,7 +62,7 @@ def decode(policy, memory, state: DecodeState, kv_mask_BxS, prompt_len: int, key
             z_m, mem_cache = memory(tok_Bx1, pos_Bx1, kv_mask_BxS=kv_mask_BxS, cache=s.memory_cache,
                                     cache_index=slot)
             z_m = z_m[:, 0]
-        token, lps, lpp = sample_step(jax.random.fold_in(key, s.step), z_p[:, 0], z_m, cfg)
+        token, lps, lpp = sample_step(step_keys(keys_B, s.step), z_p[:, 0], z_m, cfg)
         s = s.replace(cache=cache, memory_cache=mem_cache)
         return record(s, constrain(token, ("batch",)), lps, lpp, cfg)
 

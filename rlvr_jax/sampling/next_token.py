@@ -98,8 +98,29 @@ def _last_positive(x_BxK):
     return K - 1 - jnp.argmax((x_BxK > 0)[..., ::-1], axis=-1)
 
 
+def row_keys(key, rows: int):
+    """One key per row: row r of a call draws from fold_in(key, r), whichever engine serves it."""
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(rows, dtype=jnp.int32))
+
+
+def step_keys(row_keys_B, step_B):
+    """The keys of one token per row: fold_in(row key, index of the token in its response)."""
+    step_B = jnp.broadcast_to(jnp.asarray(step_B, jnp.int32), row_keys_B.shape)
+    return jax.vmap(jax.random.fold_in)(row_keys_B, step_B)
+
+
+def _uniforms(key, B: int):
+    """B uniforms in [0, 1): one per row from a batch of keys [B], or B from one key."""
+    if jnp.ndim(key) == 0:
+        return jax.random.uniform(key, (B,), jnp.float32)
+    return jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(key)
+
+
 def draw(key, logits_BxV, block: int = 256):
     """Draws one token per row from softmax(logits) by inverse CDF with ONE uniform per row.
+
+    key: one key, or one per row [B] (`step_keys`: then a row's draw depends on its own key only, so
+    the static sampler and the continuous engine, which batch rows differently, draw the same token).
 
     Two levels (block sums, then one block) so no length-V cumsum or BxV random numbers are
     needed: on CPU this is ~50x cheaper than Gumbel-max (`jax.random.categorical`) at V = 49152.
@@ -117,7 +138,7 @@ def draw(key, logits_BxV, block: int = 256):
     bsum_BxN = p_BxNxK.sum(-1)
     bcum_BxN = jnp.cumsum(bsum_BxN, axis=-1)
     total_B = bcum_BxN[:, -1]
-    u_B = jax.random.uniform(key, (B,), jnp.float32) * total_B
+    u_B = _uniforms(key, B) * total_B
     bi_B = jnp.minimum(jnp.sum(bcum_BxN <= u_B[:, None], axis=-1), _last_positive(bsum_BxN))
     before_B = jnp.take_along_axis(bcum_BxN - bsum_BxN, bi_B[:, None], axis=-1)[:, 0]
     pb_BxK = jnp.take_along_axis(p_BxNxK, bi_B[:, None, None], axis=1)[:, 0]
@@ -130,7 +151,7 @@ def draw(key, logits_BxV, block: int = 256):
 
 
 def sample_step(key, z_policy_BxV, z_memory_BxV, cfg: SamplingConfig):
-    """One token per row: (token_B, logp_sampler_B, logp_policy_B).
+    """One token per row: (token_B, logp_sampler_B, logp_policy_B); key: one, or one per row (`draw`).
 
     logp_sampler is under the distribution actually sampled (0 when greedy: a point mass);
     logp_policy is log_softmax(z_policy) at temperature 1, what the trainer recomputes.

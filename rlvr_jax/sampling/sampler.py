@@ -37,6 +37,18 @@ def pad_to_bucket(prompts_BxP, prompt_mask_BxP, buckets: tuple[int, ...], pad_id
     return prompts, mask
 
 
+def row_limits(limits_B, rows: int, max_new_tokens: int) -> np.ndarray:
+    """Per-row caps on new tokens as int32 [rows] (all max_new_tokens when None); one error if malformed."""
+    if limits_B is None:
+        return np.full((rows,), max_new_tokens, np.int32)
+    lim = np.asarray(limits_B)
+    if lim.shape != (rows,) or (lim < 1).any() or (lim > max_new_tokens).any():
+        raise ValueError(f"sample: limits_B must be [{rows}] ints in [1, max_new_tokens={max_new_tokens}], "
+                         f"got shape {lim.shape}, range [{lim.min() if lim.size else '-'}, "
+                         f"{lim.max() if lim.size else '-'}]")
+    return lim.astype(np.int32)
+
+
 class Sampler:
     """Jitted group sampler; `num_compiles` counts traces (one per new bucket/rows/config/model)."""
 
@@ -48,14 +60,14 @@ class Sampler:
         self._jit = jax.jit(self._run, static_argnames=("cfg", "policy_graphdef", "memory_graphdef"),
                             donate_argnames=("cache", "memory_cache", "packed"))
 
-    def _run(self, policy_state, memory_state, prompts_BxP, prompt_mask_BxP, key, cache, memory_cache, packed, *,
-             cfg, policy_graphdef, memory_graphdef):
+    def _run(self, policy_state, memory_state, prompts_BxP, prompt_mask_BxP, key, cache, memory_cache, packed,
+             limit_B, *, cfg, policy_graphdef, memory_graphdef):
         self.num_compiles += 1  # runs only while tracing
         policy = nnx.merge(policy_graphdef, policy_state)
         memory = None if memory_graphdef is None else nnx.merge(memory_graphdef, memory_state)
         policy, memory = decode_models(policy, memory, cfg, self.mesh, packed or (None, None))
         out = sample_with_cache(policy, prompts_BxP, prompt_mask_BxP, key, cfg, cache, memory, memory_cache,
-                                make_constrain(self.mesh, self.rules))
+                                make_constrain(self.mesh, self.rules), limit_B)
         if packed is None:
             return out, None
         return out, (packed_arrays(policy), None if memory is None else packed_arrays(memory))
@@ -95,8 +107,12 @@ class Sampler:
         """Frees the kept KV caches and packed weights."""
         self._caches.clear()
 
-    def __call__(self, policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, memory=None) -> Rollout:
-        """Samples cfg.num_samples responses per prompt; host prompts [B, P] are padded to a bucket."""
+    def __call__(self, policy, prompts_BxP, prompt_mask_BxP, key, cfg: SamplingConfig, memory=None,
+                 limits_B=None) -> Rollout:
+        """Samples cfg.num_samples responses per prompt; host prompts [B, P] are padded to a bucket.
+
+        limits_B: optional per-row caps on new tokens [B * G] (row i*G + j: sample j of prompt i).
+        """
         prompts, mask = pad_to_bucket(prompts_BxP, prompt_mask_BxP, cfg.prompt_buckets, cfg.pad_id)
         if memory is not None and memory.cfg.vocab_size != policy.cfg.vocab_size:
             raise ValueError(f"memory: vocab_size {memory.cfg.vocab_size} differs from the policy's "
@@ -110,12 +126,13 @@ class Sampler:
         gm, sm = (None, None) if memory is None else nnx.split(memory)
         cache = self._take_cache("policy", policy.cfg, rows, S)
         mcache = None if memory is None else self._take_cache("memory", memory.cfg, rows, S)
+        limits = row_limits(limits_B, rows, cfg.max_new_tokens)
         packed = None
         if decode_matmul(cfg.matmul, self.mesh, (policy, memory)) == "cpu_kernel":
             packed = (self._take_packed("policy", policy),
                       None if memory is None else self._take_packed("memory", memory))
         (rollout, cache, mcache), packed = self._jit(sp, sm, jnp.asarray(prompts), jnp.asarray(mask), key, cache,
-                                                     mcache, packed, cfg=cfg, policy_graphdef=gp,
+                                                     mcache, packed, limits, cfg=cfg, policy_graphdef=gp,
                                                      memory_graphdef=gm)
         if self.keep_cache:
             for i, (name, model, kv) in enumerate((("policy", policy, cache), ("memory", memory, mcache))):

@@ -37,7 +37,8 @@ class DecodeState:
     step: jax.Array  # int32 scalar
     last_token_B: jax.Array  # int32, the token sampled at step - 1 (fed to the models next)
     next_position_B: jax.Array  # int32, RoPE position of last_token_B
-    done_B: jax.Array  # bool, a stop token has been sampled
+    done_B: jax.Array  # bool, a stop token has been sampled or the row's limit reached
+    limit_B: jax.Array  # int32, the row's own cap on new tokens (<= N)
     tokens_BxN: jax.Array
     logp_sampler_BxN: jax.Array
     logp_policy_BxN: jax.Array
@@ -46,14 +47,17 @@ class DecodeState:
 
 
 def finalize(prompt_tokens_BxP, prompt_mask_BxP, tokens_BxN, logp_sampler_BxN, logp_policy_BxN,
-             stop_token_ids: tuple[int, ...], pad_id: int) -> Rollout:
-    """Masks everything after the first stop token and fills in lengths and the truncated flag."""
+             stop_token_ids: tuple[int, ...], pad_id: int, limit_B=None) -> Rollout:
+    """Masks everything after the first stop token (and past a row's own `limit_B`, if given) and fills
+    in lengths and the truncated flag (no stop token within the response)."""
     if stop_token_ids:
         is_stop = jnp.isin(tokens_BxN, jnp.asarray(stop_token_ids, jnp.int32))
     else:
         is_stop = jnp.zeros(tokens_BxN.shape, bool)
     stops_before = jnp.cumsum(is_stop.astype(jnp.int32), axis=-1) - is_stop.astype(jnp.int32)
     mask = stops_before == 0
+    if limit_B is not None:
+        mask &= jnp.arange(tokens_BxN.shape[1])[None, :] < limit_B[:, None]
     zero = jnp.zeros((), jnp.float32)
     return Rollout(
         prompt_tokens_BxP=prompt_tokens_BxP.astype(jnp.int32),

@@ -24,12 +24,14 @@ from rlvr_jax.data.sources import make_eval_sets, make_source
 from rlvr_jax.models.tokenizer import decode_responses, tokenize_prompts
 from rlvr_jax.rewards.base import Status
 from rlvr_jax.rewards.factory import make_reward_fn
-from rlvr_jax.sampling import SamplingConfig, Sampler
+from rlvr_jax.sampling import SamplingConfig
+from rlvr_jax.sampling.rollouts import Rollouts
 from rlvr_jax.train.iteration import overlong_shaping
 from rlvr_jax.train.metrics import Timer
 from rlvr_jax.train.program import train_program, updates_per_run
 from rlvr_jax.train.step import batch_from_rollout
 from rlvr_jax.train.text_eval import EvalSet, TextEvaluator, headline
+from rlvr_jax.train.verify_stream import GroupVerifier
 
 
 def text_evaluator(cfg, built, reward_fn) -> TextEvaluator | None:
@@ -65,7 +67,7 @@ class TextCollector:
         self.program = train_program(cfg, built.policy, built.memory, mesh, updates_per_run(cfg))
         self._built = built
         self.scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
-        self.sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
+        self.sampler = Rollouts.from_config(cfg, mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
         self.adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
         self.reward_fn = make_reward_fn(cfg)
         self.evaluator = text_evaluator(cfg, built, self.reward_fn)
@@ -88,13 +90,18 @@ class TextCollector:
     def _round(self, state, rows, key, timer):
         G = self.G
         prompts, mask = tokenize_prompts(self.tok, [r["prompt"] for r in rows], chat=self.chat)
-        with timer("sample"):
+        stream = GroupVerifier(self.reward_fn, lambda t, m: decode_responses(self.tok, t, m),
+                               [r["reference"] for r in rows for _ in range(G)], G)
+        with timer("sample"):  # with the continuous engine, finished groups are verified meanwhile
             policy = nnx.merge(self.program.policy_graphdef, state.policy)
             memory = nnx.merge(self.program.memory_graphdef, state.memory) if state.memory is not None else None
-            rollout = self.sampler(policy, prompts, mask, key, self.scfg, memory)
-            texts = decode_responses(self.tok, rollout.tokens_BxN, rollout.mask_BxN)
-        with timer("verify"):
-            verdicts = self.reward_fn(texts, [r["reference"] for r in rows for _ in range(G)])
+            try:
+                rollout = self.sampler(policy, prompts, mask, key, self.scfg, memory, on_group=stream.put)
+            except BaseException:
+                stream.abort()
+                raise
+        with timer("verify"):  # what is left of verification once sampling is done
+            texts, verdicts = stream.result()
         return rollout, texts, verdicts
 
     def collect_and_update(self, state, step: int, n_steps: int):
@@ -118,6 +125,10 @@ class TextCollector:
                 metrics["response_len_max"] = float(lengths.max())
                 metrics["response_clip_ratio"] = float(np.mean(np.asarray(rollout.truncated_B)))
                 metrics["tokens"] = float(lengths.sum())
+                metrics["rollout_continuous"] = float(self.sampler.last == "continuous")
+                for k in ("occupancy", "dispatches", "slots"):
+                    if k in self.sampler.stats:
+                        metrics[f"rollout_{k}"] = float(self.sampler.stats[k])
                 self._samples = [{"prompt": rows[g]["prompt"], "completion": texts[g * G],
                                   "reference": str(rows[g].get("answer", "")), "reward": float(verdicts[g * G].reward),
                                   "status": Status(verdicts[g * G].status).value}

@@ -157,7 +157,7 @@ def run(cfg, checkpoints=(), out=None):
         program = train_program(cfg, built.policy, built.memory, mesh, updates_per_run(cfg))
         pg = program.policy_graphdef
         base = program.init_state(built.policy, built.memory).policy
-        sampler = Sampler(mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
+        sampler = Rollouts.from_config(cfg, mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
         evaluate = lambda params: ev(sampler, pg, params)  # noqa: E731
     try:
         base_fp = param_fingerprint(base)
