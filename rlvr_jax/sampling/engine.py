@@ -23,11 +23,6 @@ from rlvr_jax.sampling.sampler import pad_to_bucket, row_limits
 from rlvr_jax.sampling.state import Rollout, finalize
 
 
-def _bucket(n: int, cap: int) -> int:
-    """The power of two >= n (at most cap): call sizes that keep the number of compilations small."""
-    return min(cap, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
-
-
 def kv_bytes(model_cfg, rows: int, length: int) -> int:
     """Bytes of a KV cache of `rows` rows of `length` slots (K and V, every layer)."""
     item = jnp.dtype(model_cfg.jnp_dtype).itemsize
@@ -47,8 +42,9 @@ def slots_for_budget(model_cfgs, budget_bytes: int, cache_len: int, group_size: 
 class ContinuousEngine:
     """Continuous-batching group sampler with `slots` decode slots (see the module doc).
 
-    `stats` describes the last call: decode steps and dispatches, slot occupancy (useful row-steps over
-    slot-steps), KV bytes held, and when each group finished.
+    `stats` describes the last call: decode steps and dispatches, slot occupancy (tokens decoded for rows
+    over slot-steps; token 0 comes from the prefill), KV bytes held, and the decode step at which each group
+    finished.
     """
 
     def __init__(self, slots: int, decode_chunk: int = 16, mesh=None, rules=None):
@@ -58,6 +54,7 @@ class ContinuousEngine:
         self.mesh, self.rules = mesh, rules
         self.num_compiles = 0
         self.stats: dict = {}
+        self._packed_graphdefs: dict = {}
         st = ("cfg", "graphdefs")
         self._pack = jax.jit(self._pack_impl, static_argnames=st)
         self._new = jax.jit(self._new_impl, static_argnames=("cfg", "model_cfgs", "slots", "cache_len", "rows",
@@ -103,11 +100,13 @@ class ContinuousEngine:
         models = [policy] + ([memory] if memory is not None else [])
         graphdefs = tuple(nnx.graphdef(m) for m in models)
         states = [nnx.state(m) for m in models]
-        def pack_copy():  # on fresh copies: decode_models switches the classes of the modules it gets
-            copies = [nnx.merge(g, s) for g, s in zip(graphdefs, states)]
-            return decode_models(copies[0], copies[1] if len(copies) > 1 else None, cfg, self.mesh)
-        packed_abs = nnx.eval_shape(pack_copy)
-        packed_gd = tuple(nnx.graphdef(m) for m in packed_abs if m is not None)
+        packed_gd = self._packed_graphdefs.get((graphdefs, cfg))
+        if packed_gd is None:
+            def pack_copy():  # on fresh copies: decode_models switches the classes of the modules it gets
+                copies = [nnx.merge(g, s) for g, s in zip(graphdefs, states)]
+                return decode_models(copies[0], copies[1] if len(copies) > 1 else None, cfg, self.mesh)
+            packed_gd = tuple(nnx.graphdef(m) for m in nnx.eval_shape(pack_copy) if m is not None)
+            self._packed_graphdefs[(graphdefs, cfg)] = packed_gd
         if packed_gd == graphdefs:
             return graphdefs, states
         return packed_gd, self._pack(states, cfg=cfg, graphdefs=graphdefs)
@@ -147,7 +146,7 @@ class ContinuousEngine:
                 progressed = False
                 if free_entries and next_prefill < B:
                     todo = list(range(next_prefill, min(B, next_prefill + len(free_entries))))
-                    A = _bucket(len(todo), Q)
+                    A = Q if len(todo) == Q else 1  # two programs: the first fill, then one prompt per refill
                     for j in range(0, len(todo), A):
                         part = todo[j:j + A]
                         ent = [free_entries.pop(0) for _ in part]
@@ -167,7 +166,7 @@ class ContinuousEngine:
                         free_entries.append(entry_of.pop(i))
                     next_row += 1
                 if adm:
-                    A = _bucket(len(adm), S)
+                    A = S  # one program: the copy of a padded row is dropped
                     s_, e_, r_ = (np.asarray([a[k] for a in adm] + [fill] * (A - len(adm)), np.int32)
                                   for k, fill in ((0, S), (1, 0), (2, R)))
                     slots = self._admit(slots, store, s_, e_, r_, limits[np.minimum(r_, R - 1)], key, cfg=cfg)
@@ -200,7 +199,7 @@ class ContinuousEngine:
                            cfg.stop_token_ids, cfg.pad_id, jnp.asarray(limits))
         useful = int(np.asarray(rollout.lengths_B).sum())
         self.stats = {"decode_steps": steps, "dispatches": dispatches, "slots": S, "store_entries": Q,
-                      "useful_tokens": useful, "occupancy": useful / max(1, S * (steps + 1)),
+                      "useful_tokens": useful, "occupancy": (useful - R) / max(1, S * steps),
                       "kv_bytes": sum(kv_bytes(c, S, C) + kv_bytes(c, Q, P) for c in model_cfgs),
                       "group_finished_at_step": finished_at}
         return rollout
