@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--peers", default="tunix")
+    ap.add_argument("--no-xla", action="store_true", help="skip the engine-with-XLA-matmuls variant")
     ap.add_argument("--venvs", default=os.path.join(HERE, ".venvs"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "engine"))
     a = ap.parse_args()
@@ -70,6 +71,7 @@ def main():
                                                os.path.join(HERE, "engine_worker_tunix.py"), weights, *size], logdir)
     info = {n: w.info for n, w in workers.items()}
     jobs = [("continuous", "rlvr_jax", "continuous"), ("static", "rlvr_jax", "static")]
+    jobs += [] if a.no_xla else [("continuous_xla", "rlvr_jax", "continuous_xla")]
     jobs += [("tunix", "tunix", "tunix")] if "tunix" in workers else []
     first, runs = {}, {}
     for name, w, v in jobs:
@@ -116,6 +118,7 @@ def markdown(res) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         label = {"continuous": f"rlvr_jax continuous ({res['slots']} slots, {res['decode_chunk']} steps/dispatch)",
+                 "continuous_xla": "rlvr_jax continuous, XLA matmuls instead of the CPU kernels",
                  "static": "rlvr_jax static", "tunix": "tunix Sampler"}[name]
         lines.append(f"| {label} | {r['useful_tok_s']:.1f} | {r['useful_tok_s'] / base:.2f}x | {r['median_s']:.1f} | "
                      f"{r['kv_bytes'] / 2 ** 20:.0f} MiB | {r.get('decode_steps', '-')} | "

