@@ -316,6 +316,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     }
     if nums.get("at_depth"):
         report["compiled_at_depth"] = nums["at_depth"]
+    if train_from is not None:
+        report["method"] += "; train step: the compiler's numbers of an earlier report (--train_from)"
     peak_train = train_mem.get("peak") or state_b + (train_mem.get("temp") or 0)
     if train_mem.get("oom"):  # the compiler refused the step: its temporaries alone exceed HBM
         peak_train = max(peak_train, state_b + train_mem["temp"])
