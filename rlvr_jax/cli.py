@@ -102,6 +102,8 @@ def compile_main(argv=None):
                             "(fast on small machines; default: $RLVR_AOT_LAYERS or the full depth)", flag_values=fv)
         flags.DEFINE_bool("analytic", False, "compile nothing: exact bytes/FLOPs from shapes, closed-form "
                           "activations (default: $RLVR_AOT_MODE=analytic)", flag_values=fv)
+        flags.DEFINE_string("train_from", "", "take the train step's compiled numbers from this earlier report "
+                            "of the same step and slice; compile only the sampler", flag_values=fv)
     cfg, fv = _parse(argv or sys.argv, [topo], runs=False)
     from rlvr_jax.plan import aot
     try:
@@ -114,7 +116,7 @@ def compile_main(argv=None):
             if len(layers) != 2 or not 0 < layers[0] < layers[1]:
                 raise ConfigError(f"--layers: {fv.layers!r} must be two increasing layer counts, e.g. 2,4")
         aot.run(cfg, topology=fv.topology or None, out=fv.out or None, layers=layers,
-                analytic=True if fv.analytic else None)
+                analytic=True if fv.analytic else None, train_from=fv.train_from or None)
     except ConfigError as e:
         _die("rlvr-compile", str(e))
 

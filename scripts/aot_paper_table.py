@@ -30,15 +30,30 @@ VARIANTS = ((), ("--config.mesh.sample_fsdp=True",))
 GiB = 2**30
 
 
+def engine_flags(slice_: str) -> list[str]:
+    """--engine_hbm_frac F: rollouts on the continuous engine (auto) with a KV budget of F of the chip's HBM."""
+    if not ENGINE[0]:
+        return []
+    hbm = CHIPS[slice_.split("-")[0]].hbm_bytes
+    return ["--config.rollout.engine=auto", f"--config.rollout.kv_budget_mb={int(ENGINE[0] * hbm / 2**20)}"]
+
+
 def compile_cmd(model: str, slice_: str, extra: tuple, out: str, analytic: bool) -> list[str]:
     cmd = [sys.executable, "-m", "rlvr_jax.cli", "compile", f"--config={ROOT}/configs/paper_qwen3_{model}.py",
-           f"--topology={slice_}", f"--out={out}", *extra]
+           f"--topology={slice_}", f"--out={out}", *extra, *engine_flags(slice_)]
+    if not analytic and ENGINE[0]:  # the train step is the static table's: reuse its compile when there is one
+        tags = [_tag(model, slice_, sf, LAYERS[0]) for sf in (bool(extra), not extra)]
+        have = [t for t in tags if os.path.exists(os.path.join(STATIC_RUNS, t + ".json"))]
+        cmd += [f"--train_from={os.path.join(STATIC_RUNS, have[0])}.json"] if have else []
     return cmd + (["--analytic"] if analytic else [f"--layers={LAYERS[0]}"])
 
 
 REUSE = [False]  # --reuse: a report already in the work folder stands for its compile
 LAYERS = ["2,4"]  # --layers: the two depths compiled
 RUNS = [os.path.join(ROOT, "docs", "aot", "runs")]  # where the per-compile reports are (<out>/runs)
+ENGINE = [0.0]  # --engine_hbm_frac
+ANALYTIC_ONLY = [False]  # --analytic_only: the scan, no compiles
+STATIC_RUNS = os.path.join(ROOT, "docs", "aot", "runs")  # the static table's compiles (train steps to reuse)
 
 
 def _tag(model: str, slice_: str, sfsdp: bool, layers: str) -> str:
@@ -108,7 +123,7 @@ def one(model: str, gen: str, work: str) -> dict:
     pick, extra, scanned = analytic_pick(model, gen, work)
     row = {"model": model, "gen": gen, "analytic": pick, "variant": list(extra or ()), "scanned": scanned,
            "layers": LAYERS[0]}
-    if pick is not None:
+    if pick is not None and not ANALYTIC_ONLY[0]:
         sl, rep, tried = compiled_pick(model, gen, pick, extra, work)
         row.update(compiled=sl, tried=tried, report=rep)
     row["seconds"] = time.time() - t
@@ -140,7 +155,12 @@ def cell(row: dict) -> str:
     if not row.get("compiled"):
         if row["analytic"] is None:
             return f"none up to {SIZES[row['gen']][-1]} chips (analytic)"
-        return _none_fits(row) if row.get("tried") else f"{row['analytic']} (analytic; not compiled)"
+        if row.get("tried"):
+            return _none_fits(row)
+        peak = next((s[3] for s in row["scanned"] if s[0] == row["analytic"] and s[2]), None)
+        hbm = CHIPS[row["gen"]].hbm_bytes
+        return (f"{row['analytic']}{' (`sample_fsdp=True`)' if row['variant'] else ''} (analytic; not compiled)"
+                + (f": peak {peak / GiB:.1f} / {hbm / GiB:.4g} GiB ({peak / hbm:.0%})" if peak else ""))
     rep = row["report"]
     peak = rep["peak_bytes_per_chip"]
     flag = " (`sample_fsdp=True`)" if row["variant"] else ""
@@ -170,7 +190,14 @@ def main():
     ap.add_argument("--layers", default="2,4", help="the two depths compiled and extrapolated from")
     ap.add_argument("--reuse", action="store_true",
                     help="take reports already in <out>/runs/ instead of compiling them again (resume a cut-off run)")
+    ap.add_argument("--engine_hbm_frac", type=float, default=0.0,
+                    help="plan rollouts on the continuous engine (rollout.engine=auto) with this fraction of a chip's "
+                         "HBM as rollout.kv_budget_mb (default out: docs/aot/engine)")
+    ap.add_argument("--analytic_only", action="store_true", help="only the analytic scan, no compiles")
     args = ap.parse_args()
+    ENGINE[0], ANALYTIC_ONLY[0] = args.engine_hbm_frac, args.analytic_only
+    if ENGINE[0] and args.out == ap.get_default("out"):
+        args.out = os.path.join(ROOT, "docs", "aot", "engine")
     RUNS[0] = os.path.join(args.out, "runs")
     if args.render:
         with open(os.path.join(args.out, "paper_table.json")) as f:

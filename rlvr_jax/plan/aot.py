@@ -27,7 +27,9 @@ from rlvr_jax import models
 from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.parallel import AXES, TRAIN_RULES, batch_shardings, resolve_sizes, rules_for, state_shardings
 from rlvr_jax.plan.accounting import chip_bytes, kv_cache_bytes, prompt_len, step_flops
+from rlvr_jax.plan.engine_plan import engine_bytes, engine_programs, engine_shape, sampling_config, working_bytes
 from rlvr_jax.plan.report import format_report, format_sweep, judge
+from rlvr_jax.plan.reuse import take_train, train_config
 from rlvr_jax.plan.topologies import chip_of_device, slice_name, topology_devices
 from rlvr_jax.train.program import TrainProgram, train_program, with_shardings
 
@@ -115,13 +117,11 @@ def compile_train_step(cfg, program: TrainProgram):
 def compile_sampler(cfg, program: TrainProgram, pc):
     """(compiled sampler, sample-layout param shardings, seconds): prefill + decode of prompts_per_step * G
     rows with KV caches of the largest prompt bucket + max_new_tokens (and the memory network when on)."""
-    from rlvr_jax.sampling import SamplingConfig, sample_core
+    from rlvr_jax.sampling import sample_core
     mesh, state = program.mesh, program.abstract_state
     pg, mg = program.policy_graphdef, program.memory_graphdef
     rules = rules_for("sample", cfg.mesh.sample_fsdp)
-    eos = pc.eos_token_id
-    stop = tuple(eos) if isinstance(eos, (tuple, list)) else ((eos,) if eos is not None else (0,))
-    scfg = SamplingConfig.from_config(cfg, stop_token_ids=stop, pad_id=0)
+    scfg = sampling_config(cfg, pc)
     n, Pl = cfg.rollout.prompts_per_step, prompt_len(cfg)
 
     def sample(pstate, mstate, prompts, mask, key_data):
@@ -179,20 +179,36 @@ def _compile_or_oom(fn):
     return compiled, _device_bytes(compiled), secs
 
 
-def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True) -> dict:
+def compile_engine(cfg, program, model_cfgs, eng) -> tuple[dict, float]:
+    """({step name: memory analysis}, seconds) of the continuous engine's steps (`engine_plan.engine_programs`)."""
+    mems, secs = {}, 0.0
+    for name, lower in engine_programs(cfg, program, model_cfgs, eng, rules_for("sample", cfg.mesh.sample_fsdp)).items():
+        _, mems[name], t = _compile_or_oom(lambda: (lambda t0: (lower().compile(), None, time.time() - t0))(time.time()))
+        secs += t
+    return mems, secs
+
+
+def compile_numbers(cfg, mesh, pc, mc, *, sampler: bool = True, train: bool = True, eng=None) -> dict:
     """What only the compiler knows, for these model configs: memory analyses, XLA FLOPs, compile times.
 
     A program the TPU compiler refuses for lack of HBM is reported with the temporaries it asked for
-    (and an "oom" message), so the plan says "does not fit" with numbers instead of failing.
+    (and an "oom" message), so the plan says "does not fit" with numbers instead of failing. eng (an
+    `engine_plan.EngineShape`, sized at full depth): the continuous engine's steps are compiled instead of
+    the static sampler. train=False: the sampler only (the caller has the train step's numbers from an earlier report).
     """
     program = program_for(cfg, mesh, pc, mc)
-    compiled, mem, t_train = _compile_or_oom(lambda: compile_train_step(cfg, program))
-    out = {"train": mem, "xla_flops": None if compiled is None else _cost(compiled), "train_s": t_train}
-    del compiled
-    if sampler:
-        compiled, mem, t_sample = _compile_or_oom(lambda: compile_sampler(cfg, program, pc))
-        out.update(sample=mem, sample_s=t_sample)
+    out = {"train": {}, "xla_flops": None, "train_s": 0.0}
+    if train:
+        compiled, mem, t_train = _compile_or_oom(lambda: compile_train_step(cfg, program))
+        out = {"train": mem, "xla_flops": None if compiled is None else _cost(compiled), "train_s": t_train}
         del compiled
+    if sampler:
+        if eng is not None:
+            mem, t_sample = compile_engine(cfg, program, (pc,) + ((mc,) if mc is not None else ()), eng)
+        else:
+            compiled, mem, t_sample = _compile_or_oom(lambda: compile_sampler(cfg, program, pc))
+            del compiled
+        out.update(sample=mem, sample_s=t_sample)
     return out
 
 
@@ -231,31 +247,40 @@ def extrapolate(lo: dict, hi: dict, l_lo: int, l_hi: int, L: int) -> dict:
 
 
 def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] | None = None,
-         analytic: bool = False) -> dict:
+         analytic: bool = False, train_from: dict | None = None) -> dict:
     """Compiles the train step (and sampler) of `cfg` for `target` and returns the per-chip report dict.
 
     layers=(l1, l2): compile at l1 and l2 policy layers only and extrapolate the compiler's numbers
     affinely to the real depth (a fallback for slow machines; the report says so). Analytic numbers
     (parameter, optimiser and KV bytes, FLOPs) are always computed at the real size.
     analytic=True: no compile at all; activations from the closed forms of `plan.estimate` (labelled).
+    train_from: an earlier report of the same train step (same model, batch and slice: the rollout engine
+    does not enter it); its compiled train-step numbers are taken and only the sampler is compiled.
+    With the continuous engine (`engine_plan.engine_shape`) the sampling phase is the engine's.
     """
     pc = policy_model_config(cfg)
     mc = memory_model_config(cfg, pc)
     mesh = make_mesh_for(cfg, target.devices)
+    rules = rules_for("sample", cfg.mesh.sample_fsdp)
+    model_cfgs = (pc,) + ((mc,) if mc is not None else ())
+    eng = engine_shape(cfg, model_cfgs, mesh, rules) if sampler else None
+    kw = dict(sampler=sampler, train=train_from is None, eng=eng)
     if analytic:
         nums = {"train": {}, "xla_flops": None, "train_s": 0.0, "sample": {}, "sample_s": 0.0}
     elif layers is None:
-        nums = compile_numbers(cfg, mesh, pc, mc, sampler=sampler)
+        nums = compile_numbers(cfg, mesh, pc, mc, **kw)
     else:
         l1, l2 = layers
-        n1 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l1), sampler=sampler)
-        n2 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l2), sampler=sampler)
+        n1 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l1), **kw)
+        n2 = compile_numbers(cfg, mesh, *_at_depth(pc, mc, l2), **kw)
         nums = extrapolate(n1, n2, l1, l2, pc.num_layers)
         # what the compiler said at each depth, so an extrapolation can be checked by eye
         nums["at_depth"] = {str(l1): {"train": n1["train"], "sample": n1.get("sample", {})},
                             str(l2): {"train": n2["train"], "sample": n2.get("sample", {})}}
         nums["train_s"], nums["sample_s"] = n1["train_s"] + n2["train_s"], n1.get("sample_s", 0) + n2.get(
             "sample_s", 0)
+    if train_from is not None:
+        take_train(nums, train_from, cfg, target.name, layers)
     program = program_for(cfg, mesh, pc, mc)
     state, st_sh = program.abstract_state, program.state_shardings
     train_mem = nums["train"]
@@ -266,19 +291,15 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         chip_bytes(state.memory_opt, st_sh.memory_opt) if state.memory_opt is not None else 0)
     state_b = chip_bytes(state, st_sh)
 
-    rules = rules_for("sample", cfg.mesh.sample_fsdp)
     rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size
     S = prompt_len(cfg) + cfg.rollout.max_new_tokens
     kv_b = kv_cache_bytes(pc, rows, S, mesh, rules) + (kv_cache_bytes(mc, rows, S, mesh, rules) if mc else 0)
+    eng_b = engine_bytes(cfg, model_cfgs, eng, mesh, rules) if eng is not None else None
+    if eng_b is not None:  # the sampling phase holds the engine's slots and store, not every row
+        kv_b = eng_b["kv"]
     report = {
-        "config": {"model": cfg.model.preset or cfg.model.source, "variant": cfg.algo.variant or cfg.algo.estimator,
-                   "memory_net": bool(cfg.memory.enabled), "group_size": cfg.rollout.group_size,
-                   "prompts_per_step": cfg.rollout.prompts_per_step, "prompt_len": prompt_len(cfg),
-                   "max_new_tokens": cfg.rollout.max_new_tokens, "micro_batches": cfg.algo.micro_batches,
-                   "mini_batches": cfg.algo.mini_batches, "remat": bool(cfg.model.remat),
-                   "param_dtype": cfg.model.param_dtype, "dtype": cfg.model.dtype,
-                   "policy_params": pc.num_params(), "memory_params": mc.num_params() if mc else 0,
-                   "num_layers": pc.num_layers},
+        "config": {**train_config(cfg), "policy_params": pc.num_params(),
+                   "memory_params": mc.num_params() if mc else 0, "num_layers": pc.num_layers},
         "target": {"topology": target.name, "slice": slice_name(target.name), "chips": len(target.devices),
                    "chip": target.chip.name if target.chip else target.devices[0].platform,
                    "hbm_bytes": target.chip.hbm_bytes if target.chip else None,
@@ -295,6 +316,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     }
     if nums.get("at_depth"):
         report["compiled_at_depth"] = nums["at_depth"]
+    if train_from is not None:
+        report["method"] += "; train step: the compiler's numbers of an earlier report (--train_from)"
     peak_train = train_mem.get("peak") or state_b + (train_mem.get("temp") or 0)
     if train_mem.get("oom"):  # the compiler refused the step: its temporaries alone exceed HBM
         peak_train = max(peak_train, state_b + train_mem["temp"])
@@ -308,8 +331,11 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
         # (small buffers may sit in on-chip VMEM and escape the temp count: never count less than the KV caches)
         peak_sample = state_b + copy + max(smem.get("temp") or 0, kv_b) + (smem.get("output") or 0)
+        if eng_b is not None:  # params come in the train layout: any sample-layout copy is in each step's temp
+            copy = 0
+            peak_sample = state_b + eng_b["resident"] + working_bytes(smem)
         report["sampler"] = {"memory": smem, "compile_s": round(nums["sample_s"], 1), "sample_params_copy": copy}
-        report["bytes_per_chip"]["sample_temp"] = smem.get("temp")
+        report["bytes_per_chip"]["sample_temp"] = smem.get("temp") if eng_b is None else working_bytes(smem)
     flops = step_flops(cfg, pc, mc)
     report["flops_per_step"] = flops
     peak = max(peak_train, peak_sample or 0)
@@ -317,13 +343,17 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     if analytic:
         from rlvr_jax.plan.estimate import estimate
         copy = sample_param_b if _layouts_differ(mesh, rules) else 0
-        est = estimate(cfg, pc, mc, state_b, params_b + mem_b, kv_b, copy, dict(mesh.shape))
+        held, sizes = (kv_b, {}) if eng is None else (eng_b["resident"], {"rows": eng.slots, "prompts": eng.store})
+        est = estimate(cfg, pc, mc, state_b, params_b + mem_b, held, copy, dict(mesh.shape), **sizes)
         report["bytes_per_chip"].update(train_temp=est["train_activations"] + est["grads"],
-                                        sample_temp=est["sample_activations"] + kv_b)
+                                        sample_temp=est["sample_activations"] + held)
         report["peak_bytes_per_chip"] = {"train": est["train"], "sample": est["sample"],
                                          "max": max(est["train"], est["sample"])}
         report["sampler"] = {"sample_params_copy": copy, "compile_s": 0.0}
     report["decode_bytes_per_step"] = sample_param_b + kv_b
+    if eng is not None:
+        report["engine"] = {**dataclasses.asdict(eng), "waves": eng.waves, **eng_b, "kind": cfg.rollout.engine,
+                            "slots_setting": cfg.rollout.slots, "kv_budget_mb": cfg.rollout.kv_budget_mb}
     return judge(report, target.chip)
 
 
@@ -332,7 +362,8 @@ def _layouts_differ(mesh, sample_rules) -> bool:
 
 
 def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bool = True,
-        layers: tuple[int, int] | None = None, analytic: bool | None = None, echo=print) -> dict | list[dict]:
+        layers: tuple[int, int] | None = None, analytic: bool | None = None, train_from: str | None = None,
+        echo=print) -> dict | list[dict]:
     """`rlvr-compile`: plans `cfg` for the local devices or each comma-separated TPU topology; prints a
     table per target (and a summary with the smallest slice that fits) and writes JSON to `out`."""
     names = [t for t in (topology or "").split(",") if t.strip()] or [None]
@@ -343,12 +374,17 @@ def run(cfg, topology: str | None = None, out: str | None = None, *, sampler: bo
         if len(layers) != 2 or layers[0] >= layers[1]:
             raise ConfigError("RLVR_AOT_LAYERS: give two increasing layer counts, e.g. 2,4")
     reports = []
+    if train_from:
+        with open(train_from) as f:
+            train_from = json.load(f)
+        if isinstance(train_from, list) or len(names) > 1:
+            raise ConfigError("--train_from: give one report of one topology (and plan that one topology)")
     for name in names:
         try:
             target = target_for(name)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        rep = plan(cfg, target, sampler=sampler, layers=layers, analytic=analytic)
+        rep = plan(cfg, target, sampler=sampler, layers=layers, analytic=analytic, train_from=train_from or None)
         echo(format_report(rep))
         reports.append(rep)
     if len(reports) > 1:

@@ -40,12 +40,13 @@ def train_activations(cfg, mc, mesh_shape: dict, T: int) -> int:
     return int(residuals + (layer if mc.remat else layer * L) + logits)
 
 
-def sample_activations(cfg, mc, mesh_shape: dict, S: int) -> int:
+def sample_activations(cfg, mc, mesh_shape: dict, S: int, rows: int | None = None, prompts: int | None = None) -> int:
     """Working bytes per chip of one decode step outside the KV caches: logits, sampling rule buffers and
-    the prefill's [prompts, heads, P, P] scores."""
-    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size
+    the prefill's [prompts, heads, P, P] scores. rows / prompts: decoded and prefilled together (default
+    all rows and prompts of a step; the continuous engine's slots and store entries)."""
+    rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size if rows is None else rows
     r = rows_per_chip(rows, mesh_shape)
-    n = rows_per_chip(cfg.rollout.prompts_per_step, mesh_shape)
+    n = rows_per_chip(cfg.rollout.prompts_per_step if prompts is None else prompts, mesh_shape)
     P = S - cfg.rollout.max_new_tokens
     decode = 6 * 4 * r * mc.vocab_size + 4 * 4 * r * mc.num_heads * S
     prefill = 3 * 4 * n * mc.num_heads * P * P + 8 * 2 * n * P * mc.intermediate_size
@@ -53,13 +54,14 @@ def sample_activations(cfg, mc, mesh_shape: dict, S: int) -> int:
 
 
 def estimate(cfg, pc, mc, state_bytes: int, params_bytes: int, kv_bytes: int, sample_param_copy: int,
-             mesh_shape: dict) -> dict:
-    """Peak bytes per chip of the update phase and the sampling phase (analytic)."""
+             mesh_shape: dict, rows: int | None = None, prompts: int | None = None) -> dict:
+    """Peak bytes per chip of the update phase and the sampling phase (analytic); kv_bytes: what sampling
+    holds throughout (KV caches, or the engine's slots and store), rows / prompts as `sample_activations`."""
     T = prompt_len(cfg) + cfg.rollout.max_new_tokens - 1
     act = train_activations(cfg, pc, mesh_shape, T) + (train_activations(cfg, mc, mesh_shape, T) if mc else 0)
     grads = 2 * params_bytes  # accumulated gradients + one micro-batch's gradients
     train = state_bytes + grads + act
-    s_act = sample_activations(cfg, pc, mesh_shape, T + 1)
+    s_act = sample_activations(cfg, pc, mesh_shape, T + 1, rows, prompts)
     sample = state_bytes + sample_param_copy + kv_bytes + s_act
     return {"train": train, "sample": sample, "train_activations": act, "sample_activations": s_act,
             "grads": grads}

@@ -27,6 +27,9 @@ def suggestions(rep: dict) -> list[str]:
             out.append(f"smaller micro-batches: --config.algo.micro_batches={2 * cfg['micro_batches']} "
                        f"(activations {gib(b.get('train_temp'))}/chip), or more mini-batches "
                        f"(--config.algo.mini_batches={2 * cfg['mini_batches']})")
+    if peak.get("sample") and peak["sample"] > hbm and "engine" not in rep:
+        out.append("decode in fewer slots than rows, refilled as rows finish: --config.rollout.engine=continuous "
+                   "--config.rollout.kv_budget_mb=<MB of KV per chip>")
     if peak.get("sample") and peak["sample"] > hbm:
         out.append(f"the KV cache takes {gib(b['kv_cache'])}/chip for {cfg['prompts_per_step']}x{cfg['group_size']} "
                    f"rows of {cfg['prompt_len']}+{cfg['max_new_tokens']} tokens: a shorter "
@@ -51,8 +54,9 @@ def judge(report: dict, chip) -> dict:
         "train_s_at_peak": flops["train"] / (chips * chip.peak_bf16_flops),
         "sample_s_at_peak": flops["sample"] / (chips * chip.peak_bf16_flops),
         "step_s_at_peak": flops["total"] / (chips * chip.peak_bf16_flops),
-        "decode_s_at_hbm_bw": report["config"]["max_new_tokens"] * report["decode_bytes_per_step"]
-        / chip.hbm_bw_bytes_s,
+        # the engine decodes its rows in up to `waves` rounds of its slots (every row to max_new_tokens)
+        "decode_s_at_hbm_bw": report["config"]["max_new_tokens"] * report.get("engine", {}).get("waves", 1)
+        * report["decode_bytes_per_step"] / chip.hbm_bw_bytes_s,
     }
     report["fits"] = bool(peak <= chip.hbm_bytes)
     report["hbm_use"] = peak / chip.hbm_bytes
@@ -71,6 +75,10 @@ def format_report(rep: dict) -> str:
              f"remat={c['remat']}, params {c['param_dtype']}",
              f"   on {t['slice']} ({t['topology']}, {t['chips']} x {t['chip']}, "
              f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
+    e = rep.get("engine")
+    if e:
+        lines.append(f"   continuous engine: {e['slots']} slots over the mesh, a store of {e['store']} prompts "
+                     f"(KV {gib(e['slots_kv'])} + {gib(e['store_kv'])}/chip), up to {e['waves']} waves of decoding")
     if "extrapolated" in rep.get("method", "") or "analytic" in rep.get("method", ""):
         lines.append(f"   (!) {rep['method']}")
     for phase in ("train_step", "sampler"):
