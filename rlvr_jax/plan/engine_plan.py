@@ -59,7 +59,9 @@ def engine_shape(cfg, model_cfgs, mesh, rules) -> EngineShape | None:
     if roll.choose(n * G, S) != "continuous":
         return None
     S = min(S, n * G)
-    return EngineShape(S, min(n, math.ceil(S / G) + 1), n * G, Pl, Pl + r.max_new_tokens, r.decode_chunk)
+    from rlvr_jax.sampling.engine import batch_shards, store_entries
+    Q = store_entries(S, G, n, batch_shards(mesh, rules))
+    return EngineShape(S, Q, n * G, Pl, Pl + r.max_new_tokens, r.decode_chunk)
 
 
 _SLOT_FIELDS = ("kv_valid_SxC", "last_token_S", "position_S", "write_S", "count_S", "row_S", "limit_S", "active_S",
@@ -67,9 +69,9 @@ _SLOT_FIELDS = ("kv_valid_SxC", "last_token_S", "position_S", "write_S", "count_
 
 
 def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
-    """(slots, store) as ShapeDtypeStructs laid out as the engine places them: slot caches per CACHE_AXES,
-    per-slot fields over the batch axes, the rest (output rows, the store) replicated (the engine leaves
-    their layout to the compiler, which replicates them)."""
+    """(slots, store) as ShapeDtypeStructs laid out as the engine places them: slot and store caches per
+    CACHE_AXES, per-slot fields and store entries over the batch axes, the output rows replicated (the
+    engine leaves their layout to the compiler, which replicates them)."""
     from rlvr_jax.sampling import engine_steps as es
     scfg = sampling_config(cfg, model_cfgs[0])
     slots, store = jax.eval_shape(lambda: (
@@ -83,7 +85,9 @@ def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
                           **{f: place(getattr(slots, f), ("batch",)) for f in _SLOT_FIELDS},
                           tokens_RxN=place(slots.tokens_RxN), logp_sampler_RxN=place(slots.logp_sampler_RxN),
                           logp_policy_RxN=place(slots.logp_policy_RxN))
-    return slots, jax.tree.map(place, store)
+    store = store.replace(caches=jax.tree.map(lambda x: place(x, CACHE_AXES), store.caches),
+                          logits=[place(z, ("batch",)) for z in store.logits], mask_QxP=place(store.mask_QxP, ("batch",)))
+    return slots, store
 
 
 def engine_bytes(cfg, model_cfgs, eng: EngineShape, mesh, rules) -> dict:

@@ -29,12 +29,30 @@ def kv_bytes(model_cfg, rows: int, length: int) -> int:
     return 2 * model_cfg.num_layers * rows * model_cfg.num_kv_heads * length * model_cfg.head_dim_ * item
 
 
-def slots_for_budget(model_cfgs, budget_bytes: int, cache_len: int, group_size: int, prompt_len: int) -> int:
-    """The most slots whose caches (and the store of ceil(S / G) + 1 prompts) fit in `budget_bytes`."""
+def batch_shards(mesh, rules) -> int:
+    """How many ways the rows (slots, store entries) are split over the mesh (1 without one)."""
+    if mesh is None:
+        return 1
+    from rlvr_jax.parallel import SAMPLE_RULES
+    from rlvr_jax.parallel import batch_shards as shards
+    return shards(mesh, rules or SAMPLE_RULES)
+
+
+def store_entries(slots: int, group_size: int, prompts: int, shards: int = 1) -> int:
+    """Q: prompts the store holds, ceil(S / G) + 1 (so a refill never waits for a prefill) but no more than
+    the call has, rounded up to a multiple of the row shards (the store is split over them like the slots)."""
+    q = min(prompts, math.ceil(slots / group_size) + 1)
+    return math.ceil(q / shards) * shards
+
+
+def slots_for_budget(model_cfgs, budget_bytes: int, cache_len: int, group_size: int, prompt_len: int,
+                     shards: int = 1) -> int:
+    """The most slots per device whose caches and share of the store fit in `budget_bytes` per device."""
     per_slot = sum(kv_bytes(c, 1, cache_len) for c in model_cfgs)
     per_prompt = sum(kv_bytes(c, 1, prompt_len) for c in model_cfgs)
     s = int(budget_bytes // (per_slot + per_prompt / group_size))
-    while s > 0 and s * per_slot + (math.ceil(s / group_size) + 1) * per_prompt > budget_bytes:
+    while s > 0 and (s * per_slot + store_entries(s * shards, group_size, 1 << 30, shards) // shards * per_prompt
+                     > budget_bytes):
         s -= 1
     return s
 
@@ -79,7 +97,10 @@ class ContinuousEngine:
         s = es.new_slots(model_cfgs, slots, cache_len, rows, cfg, key)
         s = s.replace(caches=[[(c(k, CACHE_AXES), c(v, CACHE_AXES)) for k, v in m] for m in s.caches],
                       **{f: c(getattr(s, f), ("batch",)) for f in _SLOT_FIELDS})
-        return s, es.new_store(model_cfgs, entries, prompt_len, model_cfgs[0].vocab_size)
+        st = es.new_store(model_cfgs, entries, prompt_len, model_cfgs[0].vocab_size)
+        st = st.replace(caches=[[(c(k, CACHE_AXES), c(v, CACHE_AXES)) for k, v in m] for m in st.caches],
+                        logits=[c(z, ("batch",)) for z in st.logits], mask_QxP=c(st.mask_QxP, ("batch",)))
+        return s, st
 
     def _prefill_impl(self, states, store, prompts_AxP, mask_AxP, entry_A, *, cfg, graphdefs):
         self.num_compiles += 1
@@ -126,7 +147,7 @@ class ContinuousEngine:
         G, N = cfg.num_samples, cfg.max_new_tokens
         R, C = B * G, P + N
         S = min(self.slots, R)
-        Q = min(B, math.ceil(S / G) + 1)
+        Q = store_entries(S, G, B, batch_shards(self.mesh, self.rules))
         limits = row_limits(limits_B, R, N)
         model_cfgs = tuple(m.cfg for m in (policy, memory) if m is not None)
         graphdefs, states = self._prepare(policy, memory, cfg)

@@ -12,16 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from rlvr_jax.sampling.config import ENGINES, SamplingConfig, bucket_length
-from rlvr_jax.sampling.engine import ContinuousEngine, slots_for_budget
+from rlvr_jax.sampling.engine import ContinuousEngine, batch_shards, slots_for_budget
 from rlvr_jax.sampling.sampler import Sampler
 from rlvr_jax.sampling.state import Rollout
-
-
-def _batch_shards(mesh, rules) -> int:
-    if mesh is None:
-        return 1
-    from rlvr_jax.parallel import SAMPLE_RULES, batch_shards
-    return batch_shards(mesh, rules or SAMPLE_RULES)
 
 
 class Rollouts:
@@ -52,9 +45,9 @@ class Rollouts:
             return self.slots
         if not self.kv_budget_mb:
             return 0
-        shards = _batch_shards(self.mesh, self.rules)
+        shards = batch_shards(self.mesh, self.rules)
         per_device = slots_for_budget(model_cfgs, self.kv_budget_mb * 2 ** 20, prompt_len + cfg.max_new_tokens,
-                                      cfg.num_samples, prompt_len)
+                                      cfg.num_samples, prompt_len, shards)
         if per_device < 1:
             raise ValueError(f"rollout.kv_budget_mb: {self.kv_budget_mb:g} MB holds no slot of "
                              f"{prompt_len + cfg.max_new_tokens} tokens")

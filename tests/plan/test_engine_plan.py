@@ -41,9 +41,9 @@ def test_engine_kv_is_slots_and_store_not_rows(static):
     rep = _plan(_cfg(engine="continuous", slots=8))
     pc = aot.policy_model_config(_cfg())
     e, devices = rep["engine"], len(jax.devices())
-    assert (e["slots"], e["store"], e["waves"]) == (8, min(N_PROMPTS, math.ceil(8 / G) + 1), 4)
-    # slots sharded over the batch axes (8 slots over 8 devices: one each); the store is replicated
-    assert e["slots_kv"] == kv_bytes(pc, 8 // devices, P + N) and e["store_kv"] == kv_bytes(pc, e["store"], P)
+    # ceil(8 / G) + 1 = 3 prompts, rounded up to one per device: slots and store are split over the batch axes
+    assert (e["slots"], e["store"], e["waves"]) == (8, devices * math.ceil(min(N_PROMPTS, 8 // G + 1) / devices), 4)
+    assert e["slots_kv"] == kv_bytes(pc, 8 // devices, P + N) and e["store_kv"] == kv_bytes(pc, e["store"] // devices, P)
     assert rep["bytes_per_chip"]["kv_cache"] == e["slots_kv"] + e["store_kv"] == e["kv"]
     assert static["bytes_per_chip"]["kv_cache"] == kv_bytes(pc, N_PROMPTS * G // devices, P + N)
     assert rep["bytes_per_chip"]["kv_cache"] < static["bytes_per_chip"]["kv_cache"]
@@ -55,7 +55,7 @@ def test_engine_kv_is_slots_and_store_not_rows(static):
 def test_kv_budget_sets_slots_per_device_and_auto_falls_back_to_static(static):
     pc = aot.policy_model_config(_cfg())
     budget_mb = 3 * kv_bytes(pc, 1, P + N) / 2**20  # about three slots per device (less the store)
-    per_device = slots_for_budget([pc], budget_mb * 2**20, P + N, G, P)
+    per_device = slots_for_budget([pc], budget_mb * 2**20, P + N, G, P, len(jax.devices()))
     rep = _plan(_cfg(engine="auto", kv_budget_mb=budget_mb))
     assert 0 < per_device < 4 and rep["engine"]["slots"] == per_device * len(jax.devices())
     assert rep["bytes_per_chip"]["kv_cache"] < static["bytes_per_chip"]["kv_cache"]
