@@ -3,7 +3,6 @@
 Variants: "static" (all rows in one lock-step batch), "continuous" (`--slots` decode slots, the CPU decode
 kernels that rollout.matmul=auto picks here) and "continuous_xla" (the same with XLA's matmuls).
 """
-import argparse
 import json
 import os
 import sys
@@ -15,16 +14,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine_workload import workload  # noqa: E402
+from engine_workload import requests, worker_parser, workload  # noqa: E402
 from sampler_worker_common import PROMPT_BUCKET, left_pad  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("folder")
-    ap.add_argument("--requests", type=int, required=True)
-    ap.add_argument("--group", type=int, required=True)
-    ap.add_argument("--limit", type=int, required=True)
+    ap = worker_parser()
     ap.add_argument("--slots", type=int, required=True)
     ap.add_argument("--chunk", type=int, default=16)
     a = ap.parse_args()
@@ -41,12 +36,7 @@ def main():
     info = {"framework": "rlvr_jax", "jax": jax.__version__, "load_seconds": time.perf_counter() - t0,
             "useful_tokens": int(lens.sum()), "max_length": int(lens.max())}
     print(json.dumps({"ready": True, **info}), flush=True)
-    calls = 0
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        calls += 1
+    for calls, req in requests():
         key = jax.random.key(calls)
         t = time.perf_counter()
         if req["variant"] == "static":

@@ -4,7 +4,6 @@ tunix decodes the whole batch in lock-step, so a forced stop at each row's lengt
 longest row: it runs max(lengths) steps for every row (EOS never occurs with these prompts and weights) and
 its useful tokens are the workload's. All R = requests * G rows go in one call, each prompt repeated G times.
 """
-import argparse
 import json
 import os
 import sys
@@ -16,17 +15,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from tunix.generate import sampler as tsampler  # noqa: E402
 
-from engine_workload import workload  # noqa: E402
+from engine_workload import requests, worker_parser, workload  # noqa: E402
 from sampler_worker_common import PROMPT_BUCKET  # noqa: E402
 from sampler_worker_tunix import IdTokenizer, S  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("folder")
-    ap.add_argument("--requests", type=int, required=True)
-    ap.add_argument("--group", type=int, required=True)
-    ap.add_argument("--limit", type=int, required=True)
+    ap = worker_parser()
     a = ap.parse_args()
     t0 = time.perf_counter()
     from tunix.models.llama3 import model as tmodel
@@ -48,12 +43,7 @@ def main():
     import tunix
     print(json.dumps({"ready": True, "framework": "tunix", "tunix": getattr(tunix, "__version__", "?"),
                       "jax": jax.__version__, "load_seconds": time.perf_counter() - t0}), flush=True)
-    calls = 0
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        calls += 1
+    for calls, req in requests():
         t = time.perf_counter()
         out = sampler(texts, max_generation_steps=steps, max_prompt_length=PROMPT_BUCKET, temperature=1.0,
                       top_p=1.0, top_k=None, seed=calls, eos_tokens=[S["vocab_size"] + 7])

@@ -6,6 +6,10 @@ realised as a per-row cap on new tokens (EOS never occurs), so every engine does
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+
 import numpy as np
 
 from sampler_worker_common import prompts
@@ -24,3 +28,21 @@ def lengths(rows: int, limit: int, seed: int = 0) -> np.ndarray:
 def workload(requests: int, group: int, limit: int, seed: int = 0):
     """(prompts: list of token-id lists [requests], lengths [requests * group], row i*G + j = sample j of i)."""
     return prompts(requests, seed=seed), lengths(requests * group, limit, seed)
+
+
+def worker_parser() -> argparse.ArgumentParser:
+    """The arguments every engine worker takes: the weights folder and the workload's sizes."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folder")
+    for name in ("--requests", "--group", "--limit"):
+        ap.add_argument(name, type=int, required=True)
+    return ap
+
+
+def requests():
+    """(call number from 1, request dict) for each JSON line the coordinator writes to the worker's stdin."""
+    calls = 0
+    for line in sys.stdin:
+        if line.strip():
+            calls += 1
+            yield calls, json.loads(line)

@@ -129,7 +129,7 @@ def test_bad_limits_are_refused(models):
         ContinuousEngine(4)(policy, ids, mask, jax.random.key(0), _cfg(), limits_B=np.zeros(15, int))
 
 
-@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("shape", [(8, 1, 1), pytest.param((2, 2, 2), marks=pytest.mark.slow)])
 def test_engine_on_eight_devices_equals_one(models, shape):
     policy, memory = models
     cfg = _cfg(temperature=1.0, dlc_mu=0.5, matmul="xla")
