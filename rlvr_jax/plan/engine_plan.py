@@ -64,8 +64,6 @@ def engine_shape(cfg, model_cfgs, mesh, rules) -> EngineShape | None:
     return EngineShape(S, Q, n * G, Pl, Pl + r.max_new_tokens, r.decode_chunk)
 
 
-_SLOT_FIELDS = ("kv_valid_SxC", "last_token_S", "position_S", "write_S", "count_S", "row_S", "limit_S", "active_S",
-                "keys_S")
 
 
 def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
@@ -82,7 +80,7 @@ def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
         spec = P() if names is None else logical_to_spec(names + (None,) * (x.ndim - len(names)), x.shape, mesh, rules)
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec))
     slots = slots.replace(caches=jax.tree.map(lambda x: place(x, CACHE_AXES), slots.caches),
-                          **{f: place(getattr(slots, f), ("batch",)) for f in _SLOT_FIELDS},
+                          **{f: place(getattr(slots, f), ("batch",)) for f in es.SLOT_FIELDS},
                           tokens_RxN=place(slots.tokens_RxN), logp_sampler_RxN=place(slots.logp_sampler_RxN),
                           logp_policy_RxN=place(slots.logp_policy_RxN))
     store = store.replace(caches=jax.tree.map(lambda x: place(x, CACHE_AXES), store.caches),

@@ -16,7 +16,7 @@ from rlvr_jax.sampling.next_token import sample_step, step_keys
 from rlvr_jax.sampling.state import DecodeState
 
 
-def _is_stop(token_B, cfg: SamplingConfig):
+def is_stop(token_B, cfg: SamplingConfig):
     if not cfg.stop_token_ids:
         return jnp.zeros(token_B.shape, bool)
     return jnp.isin(token_B, jnp.asarray(cfg.stop_token_ids, jnp.int32))
@@ -36,7 +36,7 @@ def record(state: DecodeState, token_B, logp_sampler_B, logp_policy_B, cfg: Samp
         step=state.step + 1,
         last_token_B=token_B,
         next_position_B=state.next_position_B + 1,
-        done_B=done | _is_stop(token_B, cfg) | (col + 1 >= state.limit_B),
+        done_B=done | is_stop(token_B, cfg) | (col + 1 >= state.limit_B),
         tokens_BxN=put(state.tokens_BxN, token_B),
         logp_sampler_BxN=put(state.logp_sampler_BxN, jnp.where(done, zero, logp_sampler_B)),
         logp_policy_BxN=put(state.logp_policy_BxN, jnp.where(done, zero, logp_policy_B)),

@@ -96,7 +96,7 @@ class ContinuousEngine:
         c = make_constrain(self.mesh, self.rules)
         s = es.new_slots(model_cfgs, slots, cache_len, rows, cfg, key)
         s = s.replace(caches=[[(c(k, CACHE_AXES), c(v, CACHE_AXES)) for k, v in m] for m in s.caches],
-                      **{f: c(getattr(s, f), ("batch",)) for f in _SLOT_FIELDS})
+                      **{f: c(getattr(s, f), ("batch",)) for f in es.SLOT_FIELDS})
         st = es.new_store(model_cfgs, entries, prompt_len, model_cfgs[0].vocab_size)
         st = st.replace(caches=[[(c(k, CACHE_AXES), c(v, CACHE_AXES)) for k, v in m] for m in st.caches],
                         logits=[c(z, ("batch",)) for z in st.logits], mask_QxP=c(st.mask_QxP, ("batch",)))
@@ -226,8 +226,6 @@ class ContinuousEngine:
         return rollout
 
 
-_SLOT_FIELDS = ("kv_valid_SxC", "last_token_S", "position_S", "write_S", "count_S", "row_S", "limit_S", "active_S",
-                "keys_S")
 
 
 def _pad(x, n: int, true_first: bool = False):

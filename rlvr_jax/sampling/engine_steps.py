@@ -24,7 +24,8 @@ from flax import struct
 
 from rlvr_jax.models.transformer import init_cache, prompt_positions
 from rlvr_jax.sampling.config import SamplingConfig
-from rlvr_jax.sampling.next_token import sample_step, step_keys
+from rlvr_jax.sampling.decode_loop import is_stop
+from rlvr_jax.sampling.next_token import row_keys, sample_step, step_keys
 
 
 @struct.dataclass
@@ -55,10 +56,9 @@ class Slots:
     logp_policy_RxN: jax.Array
 
 
-def _is_stop(token, cfg: SamplingConfig):
-    if not cfg.stop_token_ids:
-        return jnp.zeros(token.shape, bool)
-    return jnp.isin(token, jnp.asarray(cfg.stop_token_ids, jnp.int32))
+# the per-slot fields of `Slots` (leading axis S), laid out over the batch axes by the engine and the planner
+SLOT_FIELDS = ("kv_valid_SxC", "last_token_S", "position_S", "write_S", "count_S", "row_S", "limit_S", "active_S",
+               "keys_S")
 
 
 def new_store(model_cfgs, entries: int, prompt_len: int, vocab: int) -> Store:
@@ -76,7 +76,7 @@ def new_slots(model_cfgs, slots: int, cache_len: int, rows: int, cfg: SamplingCo
                  kv_valid_SxC=jnp.zeros((slots, cache_len), bool), last_token_S=zi, position_S=zi, write_S=zi,
                  count_S=zi, row_S=jnp.full((slots,), rows, jnp.int32), limit_S=zi,
                  active_S=jnp.zeros((slots,), bool),
-                 keys_S=jax.vmap(lambda i: jax.random.fold_in(key, i))(zi),
+                 keys_S=row_keys(key, zi),
                  tokens_RxN=jnp.full((rows + 1, N), cfg.pad_id, jnp.int32),
                  logp_sampler_RxN=jnp.zeros((rows + 1, N), jnp.float32),
                  logp_policy_RxN=jnp.zeros((rows + 1, N), jnp.float32))
@@ -121,13 +121,13 @@ def admit(slots: Slots, store: Store, slot_A, entry_A, row_A, limit_A, key, cfg:
                         vc.at[slot_A, :, :P].set(vs[entry_A], mode="drop"))
                        for (kc, vc), (ks, vs) in zip(slot_cache, store_cache)])
     mask_AxP = store.mask_QxP[entry_A]
-    keys_A = jax.vmap(lambda r: jax.random.fold_in(key, r))(row_A)
+    keys_A = row_keys(key, row_A)
     z_p = store.logits[0][entry_A]
     z_m = store.logits[1][entry_A] if len(store.logits) > 1 else None
     token_A, lps_A, lpp_A = sample_step(step_keys(keys_A, 0), z_p, z_m, cfg)
     zero_A = jnp.zeros_like(row_A)
     put = lambda buf, x: _put(buf, row_A, zero_A, x)  # noqa: E731
-    active_A = ~_is_stop(token_A, cfg) & (limit_A > 1)
+    active_A = ~is_stop(token_A, cfg) & (limit_A > 1)
     kv_A = jnp.concatenate([mask_AxP, jnp.ones((mask_AxP.shape[0], C - P), bool)], axis=1)
 
     def at(x, v):
@@ -162,7 +162,7 @@ def decode_step(models, slots: Slots, cfg: SamplingConfig, constrain=lambda x, n
     col_S = jnp.minimum(slots.count_S, cfg.max_new_tokens - 1)
     put = lambda buf, x: _put(buf, row_S, col_S, x)  # noqa: E731
     count_S = slots.count_S + act
-    ends = _is_stop(token_S, cfg) | (count_S >= slots.limit_S) | (slots.write_S + 1 >= C)
+    ends = is_stop(token_S, cfg) | (count_S >= slots.limit_S) | (slots.write_S + 1 >= C)
     return slots.replace(
         caches=caches, last_token_S=jnp.where(act, token_S, slots.last_token_S),
         position_S=slots.position_S + act, write_S=slots.write_S + act, count_S=count_S,

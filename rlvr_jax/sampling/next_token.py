@@ -98,9 +98,13 @@ def _last_positive(x_BxK):
     return K - 1 - jnp.argmax((x_BxK > 0)[..., ::-1], axis=-1)
 
 
-def row_keys(key, rows: int):
-    """One key per row: row r of a call draws from fold_in(key, r), whichever engine serves it."""
-    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(rows, dtype=jnp.int32))
+def row_keys(key, rows):
+    """One key per row: row r of a call draws from fold_in(key, r), whichever engine serves it.
+
+    rows: the number of rows (keys of rows 0..rows-1) or the row indices [A] wanted.
+    """
+    idx = jnp.arange(rows, dtype=jnp.int32) if isinstance(rows, int) else jnp.asarray(rows, jnp.int32)
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(idx)
 
 
 def step_keys(row_keys_B, step_B):
