@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -35,7 +36,7 @@ from flax import nnx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rlvr_jax import jsonio, parallel  # noqa: E402
-from rlvr_jax.config import SCHEMA, ConfigError, apply_variant, int_list, validate  # noqa: E402
+from rlvr_jax.config import SCHEMA, VARIANTS, ConfigError, apply_variant, int_list, validate  # noqa: E402
 from rlvr_jax.jsonio import to_jsonable  # noqa: E402
 from rlvr_jax.sampling import SamplingConfig  # noqa: E402
 from rlvr_jax.train import evaluate as evaluation  # noqa: E402
@@ -45,15 +46,12 @@ from rlvr_jax.train.pretrain import pretrain  # noqa: E402
 from rlvr_jax.train.checkpoint import param_fingerprint  # noqa: E402
 from rlvr_jax.train.program import train_program  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sweep_report import (LABELS, MODE_METRICS, STYLE, aggregate, at_matched_pass1, label, make_plots,  # noqa: E402,F401
+                          seed_stats, table_md)
+
+# the default method list: the GRPO family and the paper's two cures (scripts/cures.py runs every cure)
 METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "dapo", "iac", "dlc", "iac_dlc")
-LABELS = {"grpo": "GRPO", "dr_grpo": "Dr.GRPO", "rloo": "RLOO", "reinforce_pp": "REINFORCE++", "dapo": "DAPO",
-          "iac": "IAC", "dlc": "DLC", "iac_dlc": "IAC+DLC"}
-STYLE = {"grpo": ("C3", "-"), "dr_grpo": ("C1", "--"), "rloo": ("C5", "--"), "reinforce_pp": ("C7", ":"),
-         "dapo": ("C4", "-."), "iac": ("C0", "-"), "dlc": ("C2", "-"), "iac_dlc": ("C9", "-")}
-# (headline key, table/panel title); pass@k rows are added for the configured ks
-MODE_METRICS = (("eval/mass_correct", "P(correct)"), ("eval/coverage_rel", "coverage (# correct >= 1% of P(correct))"),
-                ("eval/entropy_norm", "entropy over correct (norm.)"), ("eval/tv", "over-sharpening TV vs base"),
-                ("eval/distinct_correct", "distinct correct in samples"))
 
 
 def parse_args(argv=None):
@@ -69,6 +67,9 @@ def parse_args(argv=None):
                    help="override a config field for every method (repeatable)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: grpo + iac_dlc, 1 seed, 10 steps, tiny warm-up/eval")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse --out/runs/<method>.json of methods already run from the same base policy, seeds and "
+                        "steps (each method's runs are written there as soon as its seeds finish)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--from-json", default=None, metavar="SUMMARY_JSON",
                    help="no training: rebuild table.md, the plots and the aggregates of a finished sweep into --out")
@@ -86,19 +87,34 @@ def load_config(path: str, sets, quick: bool):
     if quick:
         cfg.train.pretrain_steps, cfg.train.steps, cfg.eval.every = 60, 10, 5
         cfg.data.eval_size, cfg.eval.num_samples, cfg.eval.ks = 8, 16, "1,4,16"
-    for item in sets:
+    apply_sets(cfg, sets, "--set")
+    return cfg
+
+
+def apply_sets(cfg, items, where: str):
+    """Sets GROUP.FIELD=VALUE items on cfg (VALUE read as a Python literal, else a bare string)."""
+    for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set {item!r}: expected GROUP.FIELD=VALUE")
+            raise ConfigError(f"{where} {item!r}: expected GROUP.FIELD=VALUE")
         key, val = item.split("=", 1)
         group, field = key.split(".", 1)
         if group not in cfg or field not in cfg[group]:
-            raise ConfigError(f"--set {item!r}: unknown field config.{key}")
+            raise ConfigError(f"{where} {item!r}: unknown field config.{key}")
         try:
             val = ast.literal_eval(val)
         except (ValueError, SyntaxError):
             pass  # a bare string
         cfg[group][field] = val
     return cfg
+
+
+def parse_method(spec: str):
+    """A method spec `variant[@group.field=value...]` -> (variant, [overrides]); the variant is an algo.variant
+    name, and the overrides act on this method only (e.g. `grpo@rollout.temperature=1.5`, `dlc@memory.mu=1.0`)."""
+    variant, *sets = spec.split("@")
+    if variant not in VARIANTS:
+        raise ConfigError(f"--methods: unknown {variant!r}; known variants: {', '.join(VARIANTS)}")
+    return variant, sets
 
 
 # Fields that act only under one method's variant (so the base config, shared by every method, does not set
@@ -109,29 +125,18 @@ METHOD_FIELDS = {"dapo": {"algo.overlong_buffer": 2}}
 
 
 def method_config(base, method: str, seed: int):
-    """The validated config of one run: the base with algo.variant expanded, the method's own fields
-    (METHOD_FIELDS) and this seed."""
+    """The validated config of one run: the base with the method's variant expanded, the variant's own fields
+    (METHOD_FIELDS), the spec's overrides and this seed."""
+    variant, sets = parse_method(method)
     cfg = base.copy_and_resolve_references()
-    for name, value in METHOD_FIELDS.get(method, {}).items():
+    for name, value in METHOD_FIELDS.get(variant, {}).items():
         group, key = name.split(".")
         if cfg[group][key] == SCHEMA[group][key].default:
             cfg[group][key] = value
-    cfg.algo.variant = method
+    apply_sets(cfg, sets, f"--methods {method}:")
+    cfg.algo.variant = variant
     cfg.train.seed = seed
     return validate(apply_variant(cfg))
-
-
-def seed_stats(values) -> dict:
-    """Mean and 95% t-interval over seeds (lo = hi = mean with one seed)."""
-    v = np.asarray([x for x in values if x is not None], np.float64)
-    if v.size == 0:
-        return {"mean": None, "lo": None, "hi": None, "n": 0}
-    m = float(v.mean())
-    if v.size < 2:
-        return {"mean": m, "lo": m, "hi": m, "n": int(v.size)}
-    from scipy.stats import t
-    half = float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"mean": m, "lo": m - half, "hi": m + half, "n": int(v.size)}
 
 
 def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, built, evaluator, pool, steps,
@@ -177,158 +182,6 @@ def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, 
     return runs
 
 
-def aggregate(base_eval, results, ks):
-    """Per method and eval step: seed mean and 95% interval of every headline metric (base = step 0)."""
-    keys = [f"eval/pass@{k}" for k in ks] + [k for k, _ in MODE_METRICS]
-    agg = {}
-    for method, runs in results.items():
-        steps = [0] + [e["step"] for e in runs[0]["evals"]]
-        per = {}
-        for key in keys:
-            series = [seed_stats([base_eval["headline"].get(key)] * len(runs))]
-            for j in range(len(steps) - 1):
-                series.append(seed_stats([r["evals"][j]["headline"].get(key) for r in runs]))
-            per[key] = series
-        n = runs[0]["evals"][-1]["curve"]["k"]
-        curves = np.asarray([r["evals"][-1]["curve"]["mean"] for r in runs])
-        cs = [seed_stats(curves[:, i]) for i in range(curves.shape[1])]
-        agg[method] = {"steps": steps, "metrics": per,
-                       "final_curve": {"k": n, "mean": [c["mean"] for c in cs], "lo": [c["lo"] for c in cs],
-                                       "hi": [c["hi"] for c in cs]},
-                       "samples_per_step": float(np.mean([r["samples_per_step"] for r in runs]))}
-    return agg
-
-
-def at_matched_pass1(agg, key_x, keys, target=None):
-    """Each method's metrics where its seed-mean pass@1 trajectory first reaches `target` (default: GRPO's
-    final pass@1, else the lowest final one), linearly interpolated between evals; None if it never does."""
-    anchor = None
-    if target is None:
-        anchor = "grpo" if "grpo" in agg else min(agg, key=lambda m: agg[m]["metrics"][key_x][-1]["mean"])
-        target = agg[anchor]["metrics"][key_x][-1]["mean"]
-    out = {"pass@1": target, "anchor": anchor}
-    for method, a in agg.items():
-        x = [s["mean"] for s in a["metrics"][key_x]]
-        row = {}
-        for key in keys:
-            y = [s["mean"] for s in a["metrics"][key]]
-            val = None
-            for i in range(1, len(x)):
-                if x[i] >= target and None not in (y[i], y[i - 1]):
-                    w = 1.0 if x[i] == x[i - 1] else (target - x[i - 1]) / (x[i] - x[i - 1])
-                    w = min(max(w, 0.0), 1.0)
-                    val = y[i - 1] + w * (y[i] - y[i - 1])
-                    break
-            row[key] = val
-        out[method] = row
-    return out
-
-
-def _fmt(s, digits=3):
-    if s is None or s["mean"] is None:
-        return "n/a"
-    if s["lo"] == s["hi"]:
-        return f"{s['mean']:.{digits}f}"
-    return f"{s['mean']:.{digits}f} [{s['lo']:.{digits}f}, {s['hi']:.{digits}f}]"
-
-
-def table_md(agg, base_eval, ks, matched, n_seeds, steps) -> str:
-    """Markdown: the base policy row, then each method at the final step (mean [95% CI over seeds])."""
-    show_k = [k for k in ks if k in (1, 4, 16, 64, 128)] or list(ks)
-    keys = [f"eval/pass@{k}" for k in show_k] + [k for k, _ in MODE_METRICS]
-    heads = [f"pass@{k}" for k in show_k] + ["P(correct)", "coverage", "entropy", "TV vs base", "distinct"]
-    lines = [f"Final step ({steps} RL steps), mean [95% t-interval over {n_seeds} seeds]:", "",
-             "| method | " + " | ".join(heads) + " | samples/step |", "|---" * (len(heads) + 2) + "|"]
-    bh = base_eval["headline"]
-    lines.append("| base policy | " + " | ".join("n/a" if bh.get(k) is None else f"{bh[k]:.3f}" for k in keys)
-                 + " | - |")
-    for m, a in agg.items():
-        lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(_fmt(a["metrics"][k][-1]) for k in keys)
-                     + f" | {a['samples_per_step']:.0f} |")
-    kmax = f"eval/pass@{max(ks)}"
-    lines += ["", f"At equal pass@1 = {matched['pass@1']:.3f} ({LABELS.get(matched['anchor'], 'given')} final "
-              "pass@1; each method's seed-mean trajectory, interpolated where it first reaches it; "
-              "n/a: never does):", "",
-              f"| method | pass@{max(ks)} | coverage | entropy | TV vs base |", "|---|---|---|---|---|"]
-    for m in agg:
-        r = matched[m]
-        vals = [r.get(k) for k in (kmax, "eval/coverage_rel", "eval/entropy_norm", "eval/tv")]
-        lines.append(f"| {LABELS.get(m, m)} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in vals) + " |")
-    return "\n".join(lines) + "\n"
-
-
-PROB_METRICS = {"eval/mass_correct", "eval/entropy_norm", "eval/tv"}  # and every pass@k: bands clipped to [0, 1]
-
-
-def _band(ax, x, st, color, ls, label, clip):
-    m = np.asarray([s["mean"] for s in st], np.float64)
-    lo = np.asarray([s["lo"] for s in st], np.float64)
-    hi = np.asarray([s["hi"] for s in st], np.float64)
-    if clip:
-        lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
-    ax.plot(x, m, color=color, ls=ls, lw=1.6, label=label)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.08, lw=0)
-
-
-def make_plots(agg, base_eval, ks, out) -> list[str]:
-    """training.png (one panel per metric, one line per method, 95% seed band), passk_final.png, tradeoff.png."""
-    from rlvr_jax.eval import plots
-    import matplotlib.pyplot as plt
-    show_k = sorted({1, max(ks)} | ({8} if 8 in ks else set()))
-    panels = [(f"eval/pass@{k}", f"pass@{k}") for k in show_k] + list(MODE_METRICS)
-    ncols = 4
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for i, (key, title) in enumerate(panels):
-        ax = axes[i // ncols][i % ncols]
-        for m, a in agg.items():
-            st = a["metrics"][key]
-            if any(s["mean"] is None for s in st):
-                continue
-            color, ls = STYLE.get(m, (None, "-"))
-            _band(ax, a["steps"], st, color, ls, LABELS.get(m, m), key.startswith("eval/pass@") or key in PROB_METRICS)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("RL step")
-        ax.grid(alpha=0.3)
-    for j in range(len(panels), nrows * ncols):
-        axes[j // ncols][j % ncols].axis("off")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("seed mean, band: 95% t-interval over seeds (step 0: the shared base policy)", fontsize=10)
-    paths = [plots._save(fig, os.path.join(out, "training.png"))]
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    c = base_eval["curve"]
-    ax.plot(c["k"], c["mean"], color="k", lw=2, label="base policy")
-    for m, a in agg.items():
-        fc = a["final_curve"]
-        color, ls = STYLE.get(m, (None, "-"))
-        _band(ax, fc["k"], [{"mean": x, "lo": lo, "hi": hi} for x, lo, hi in zip(fc["mean"], fc["lo"], fc["hi"])],
-              color, ls, LABELS.get(m, m), True)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k (samples)")
-    ax.set_ylabel("pass@k")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title("pass@k at the final step (band: 95% CI over seeds)", fontsize=10)
-    ax.legend(fontsize=8)
-    paths.append(plots._save(fig, os.path.join(out, "passk_final.png")))
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, (key, title) in zip(axes, [(f"eval/pass@{max(ks)}", f"pass@{max(ks)}"),
-                                       ("eval/coverage_rel", "coverage"), ("eval/tv", "TV vs base")]):
-        for m, a in agg.items():
-            x = [s["mean"] for s in a["metrics"][f"eval/pass@{min(ks)}"]]
-            y = [s["mean"] for s in a["metrics"][key]]
-            color, ls = STYLE.get(m, (None, "-"))
-            ax.plot(x, y, marker="o", ms=3, color=color, ls=ls, label=LABELS.get(m, m))
-        ax.set_xlabel(f"pass@{min(ks)} (seed mean, one point per eval)")
-        ax.set_title(f"{title} against pass@{min(ks)}")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    paths.append(plots._save(fig, os.path.join(out, "tradeoff.png")))
-    return paths
-
-
 def _rounded(x, digits: int = 5):
     if isinstance(x, float):
         return round(x, digits)
@@ -356,6 +209,17 @@ def code_version() -> dict:
             return None
     modified = [x for x in (git("status", "--porcelain", "rlvr_jax") or "").split("\n") if x]
     return {"commit": git("rev-parse", "HEAD"), "modified": modified}
+
+
+def _load_runs(path: str, base_sha: str, seeds, steps: int, every: int):
+    """A method's saved runs if they were made from this base policy with these seeds, steps and eval period."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        done = json.load(f)
+    same = (done.get("base_param_sha256") == base_sha and done.get("seeds") == list(seeds)
+            and done.get("steps") == steps and done.get("eval_every") == every)
+    return done if same else None
 
 
 def _cpu_seconds() -> float:
@@ -394,9 +258,6 @@ def main(argv=None) -> dict:
     if a.quick:
         methods = methods if a.methods != ",".join(METHODS) else ["grpo", "iac_dlc"]
         seeds_n = 1
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ConfigError(f"--methods: unknown {bad[0]!r}; known: {', '.join(METHODS)}")
     steps = steps or base.train.steps
     every = a.eval_every or base.eval.every or steps
     base.train.steps = steps
@@ -426,14 +287,24 @@ def main(argv=None) -> dict:
     bar = tqdm(total=len(methods) * len(seeds) * steps, desc="sweep", unit="step", dynamic_ncols=True,
                disable=a.no_progress, file=sys.stdout)
     results, method_wall = {}, {}
+    runs_dir = os.path.join(a.out, "runs")
     for m in methods:
+        path = os.path.join(runs_dir, re.sub(r"[^A-Za-z0-9_.=-]+", "_", m) + ".json")
+        done = _load_runs(path, base_sha, seeds, steps, every) if a.resume else None
+        if done is not None:
+            results[m], method_wall[m] = done["runs"], done["wall_s"]
+            bar.update(len(seeds) * steps)
+            tqdm.write(f"{label(m):>12}: reused {path}")
+            continue
         t0 = time.time()
         bar.set_postfix_str(m)
         results[m] = run_method(m, base, seeds, pg, base_params, policy, task, built, evaluator, pool, steps, every,
                                 bar)
         method_wall[m] = time.time() - t0
+        write_json({"method": m, "base_param_sha256": base_sha, "seeds": seeds, "steps": steps, "eval_every": every,
+                    "wall_s": method_wall[m], "code": code_version(), "runs": results[m]}, path)
         h = results[m][-1]["evals"][-1]["headline"]
-        tqdm.write(f"{LABELS[m]:>12}: pass@1 {h[f'eval/pass@{min(ks)}']:.3f}  pass@{max(ks)} "
+        tqdm.write(f"{label(m):>12}: pass@1 {h[f'eval/pass@{min(ks)}']:.3f}  pass@{max(ks)} "
                    f"{h[f'eval/pass@{max(ks)}']:.3f}  coverage {h.get('eval/coverage_rel', float('nan')):.2f}  "
                    f"TV {h.get('eval/tv', float('nan')):.3f}  ({method_wall[m]:.0f} s, last seed)")
     bar.close()
