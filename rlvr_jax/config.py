@@ -59,6 +59,13 @@ VARIANTS = {
     "iac": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=False)),
     "dlc": dict(algo=dict(estimator="grpo", iac=False), memory=dict(enabled=True)),
     "iac_dlc": dict(algo=dict(estimator="grpo", iac=True), memory=dict(enabled=True)),
+    # the diversity cures below set only their own fields, so each composes with algo.iac and memory.enabled
+    "pass_at_k": dict(algo=dict(estimator="pass_at_k")),
+    "pkpo": dict(algo=dict(estimator="pkpo")),
+    "w_reinforce": dict(algo=dict(estimator="w_reinforce")),
+    "psr": dict(algo=dict(estimator="psr")),
+    "nsr": dict(algo=dict(estimator="nsr")),
+    "qae": dict(algo=dict(estimator="qae")),
 }
 
 
