@@ -50,6 +50,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_report import (LABELS, MODE_METRICS, STYLE, aggregate, at_matched_pass1, label, make_plots,  # noqa: E402,F401
                           seed_stats, table_md)
 
+# training metrics kept per step in summary.json (those a run logs): success, entropies, the DLC tilt's diagnostics
+TRAIN_KEYS = ("correct_mean", "entropy", "sampling_entropy", "tilt_entropy", "policy_entropy_t1", "memory_kl",
+              "tilt_temperature", "memory_lag_ce", "memory_loss", "entropy_coef", "tis_weight_mean",
+              "tis_frac_capped", "sampler_logp_gap", "clip_frac_high", "clip_frac_low")
 # the default method list: the GRPO family and the paper's two cures (scripts/cures.py runs every cure)
 METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "dapo", "iac", "dlc", "iac_dlc")
 
@@ -166,8 +170,10 @@ def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, 
                 state, met = fns[n](state, pool)
                 met = jax.device_get(met)
                 for i in range(n):
-                    train.append({"step": step + i + 1, "correct_mean": float(met["correct_mean"][i]),
-                                  "rounds": float(met["dynamic_rounds"][i]) if "dynamic_rounds" in met else 1.0})
+                    row = {"step": step + i + 1, "rounds": float(met["dynamic_rounds"][i]) if "dynamic_rounds" in met
+                           else 1.0}
+                    row.update({k: float(met[k][i]) for k in TRAIN_KEYS if k in met})
+                    train.append(row)
                 step += n
                 bar.update(n)
             res = evaluator(pg, state.policy)

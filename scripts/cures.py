@@ -1,0 +1,236 @@
+#!/usr/bin/env python
+"""Every cure for diversity collapse, side by side, in one command; then the DLC study.
+
+    python scripts/cures.py                              # both tasks x every method x 3 seeds, then the DLC study
+    python scripts/cures.py --part compare               # only the comparison (resumes what is already there)
+    python scripts/cures.py --part report                # no training: the headline tables from finished runs
+    python scripts/cures.py --quick --out /tmp/cures     # smoke: 2 methods, 1 seed, 10 steps, both tasks
+
+Each task is one `scripts/sweep.py` run over every method of METHODS: one warmed-up base policy per task, and
+every method gets the same RL steps, prompts per step, group size (so the same samples per update; DAPO's dynamic
+sampling generates more, see its samples/step) and evaluation. The two tasks run as two processes at once.
+Each method's runs are saved as they finish (`<out>/<task>/runs/<method>.json`), so a stopped command resumes.
+The DLC study (DLC_STUDY) runs on sum_pair: mu, memory size, memory learning rate, replay window, what the memory
+is trained on, the truncated importance correction, and plain-temperature controls at matched sampling entropy.
+Writes <out>/headline.md (both tasks' final metrics, the equal-pass@1 table, the DLC study with its train-time
+diagnostics) next to each sweep's table.md, summary.json and figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from sweep_report import label  # noqa: E402
+
+TASKS = {"sum_pair": "configs/sweep.py", "countdown_small": "configs/sweep_countdown.py"}
+# (family, method specs): every method starts from the same base and differs only in what its spec sets
+FAMILIES = (
+    ("baseline", ("grpo", "dr_grpo", "rloo", "reinforce_pp", "dapo")),
+    ("paper", ("iac", "dlc", "iac_dlc")),
+    ("advantage", ("pass_at_k", "pkpo", "w_reinforce", "psr", "nsr", "qae", "unlikely")),
+    ("token", ("clip_cov", "kl_cov", "high_entropy", "adaptive_entropy", "gspo")),
+)
+METHODS = tuple(m for _, ms in FAMILIES for m in ms)
+FAMILY = {m: f for f, ms in FAMILIES for m in ms}
+# the DLC study, on sum_pair; the main comparison's dlc (mu 0.5, width 0.25, lr 1e-3, window 1, all rollouts)
+# and grpo are its reference rows
+DLC_STUDY = (
+    "dlc@memory.mu=0.25", "dlc@memory.mu=1.0", "dlc@memory.mu=2.0",
+    "dlc@memory.width_ratio=1.0@memory.num_layers=2",  # a memory as large as the policy
+    "dlc@memory.learning_rate=0.0001", "dlc@memory.learning_rate=0.01",
+    "dlc@memory.window=4", "dlc@memory.window=16",
+    "dlc@memory.train_on=correct", "dlc@memory.train_on=incorrect",
+    "dlc@algo.tis_cap=2.0",
+    "grpo@rollout.temperature=1.25", "grpo@rollout.temperature=1.5", "grpo@rollout.temperature=2.0",
+)
+STUDY_TASK = "sum_pair"
+DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_temperature", "memory_lag_ce")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures", "cures"))
+    p.add_argument("--part", choices=("all", "compare", "dlc", "report"), default="all")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (one per task)")
+    p.add_argument("--quick", action="store_true", help="smoke: grpo and iac only, 1 seed, the sweep's --quick")
+    return p.parse_args(argv)
+
+
+def sweep_cmd(task: str, methods, out: str, seeds: int, quick: bool) -> list[str]:
+    cmd = [sys.executable, os.path.join(HERE, "sweep.py"), "--config", os.path.join(ROOT, TASKS[task]),
+           "--methods", ",".join(methods), "--seeds", str(seeds), "--resume", "--no-progress", "--out", out]
+    return cmd + (["--quick"] if quick else [])
+
+
+def run_all(jobs, parallel: int, log_dir: str):
+    """Runs (name, command) jobs, `parallel` at a time, each logging to log_dir/<name>.log; stops on a failure."""
+    os.makedirs(log_dir, exist_ok=True)
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, cmd = pending.pop(0)
+            log = open(os.path.join(log_dir, f"{name}.log"), "w")
+            print(f"[cures] start {name}: {' '.join(cmd[1:])}", flush=True)
+            running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log))
+        time.sleep(2)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is None:
+                continue
+            log.close()
+            running.remove(item)
+            if proc.returncode:
+                for _, p, _ in running:
+                    p.terminate()
+                sys.exit(f"error: {name} failed (exit {proc.returncode}); see {log.name}")
+            print(f"[cures] done {name}", flush=True)
+
+
+def _load(out: str, task: str):
+    path = os.path.join(out, task, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _final(agg, m, key):
+    s = agg[m]["metrics"][key][-1]
+    return s
+
+
+def _cell(s, digits=3):
+    if s is None or s.get("mean") is None:
+        return "n/a"
+    if s["lo"] == s["hi"]:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {(s['hi'] - s['lo']) / 2:.{digits}f}"
+
+
+def headline(summaries: dict) -> str:
+    """Both tasks' final pass@1, pass@kmax, coverage and TV per method (mean ± 95% t half-width over seeds)."""
+    tasks = [t for t in TASKS if summaries.get(t)]
+    kmax = {t: max(summaries[t]["ks"]) for t in tasks}
+    heads = []
+    for t in tasks:
+        heads += [f"{t} pass@1", f"pass@{kmax[t]}", "coverage", "TV"]
+    lines = ["| family | method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 2) + "|"]
+    row = ["", "base policy"]
+    for t in tasks:
+        b = summaries[t]["base"]["headline"]
+        row += [f"{b['eval/pass@1']:.3f}", f"{b[f'eval/pass@{kmax[t]}']:.3f}", f"{b['eval/coverage_rel']:.2f}", "0"]
+    lines.append("| " + " | ".join(row) + " |")
+    methods = [m for m in METHODS if any(m in summaries[t]["aggregate"] for t in tasks)]
+    for m in methods:
+        row = [FAMILY[m], label(m)]
+        for t in tasks:
+            agg = summaries[t]["aggregate"]
+            if m not in agg:
+                row += ["n/a"] * 4
+                continue
+            row += [_cell(_final(agg, m, "eval/pass@1")), _cell(_final(agg, m, f"eval/pass@{kmax[t]}")),
+                    _cell(_final(agg, m, "eval/coverage_rel"), 2), _cell(_final(agg, m, "eval/tv"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def matched_table(summary) -> str:
+    """Each method at the anchor's final pass@1 (sweep's at_equal_pass1), as one markdown table."""
+    mt = summary["at_equal_pass1"]
+    kmax = max(summary["ks"])
+    keys = (f"eval/pass@{kmax}", "eval/coverage_rel", "eval/entropy_norm", "eval/tv")
+    lines = [f"At equal pass@1 = {mt['pass@1']:.3f} ({label(mt['anchor'])}'s final value; n/a: never reaches it):",
+             "", f"| method | pass@{kmax} | coverage | entropy | TV |", "|---|---|---|---|---|"]
+    for m in summary["methods"]:
+        vals = [mt.get(m, {}).get(k) for k in keys]
+        lines.append(f"| {label(m)} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def train_means(summary, method) -> dict:
+    """Per diagnostic: mean over the training steps, then mean over seeds (None where the run does not log it)."""
+    out = {}
+    for k in DIAG:
+        per_seed = [np.mean([r[k] for r in run["train"] if k in r]) for run in summary["runs"][method]
+                    if any(k in r for r in run["train"])]
+        out[k] = float(np.mean(per_seed)) if per_seed else None
+    return out
+
+
+def study_table(study, main) -> str:
+    """The DLC study's runs next to the main comparison's grpo and dlc: final metrics and train-time diagnostics."""
+    rows = []
+    for src, methods in ((main, ("grpo", "dlc")), (study, study["methods"] if study else ())):
+        if src is None:
+            continue
+        for m in methods:
+            if m in src["aggregate"]:
+                rows.append((src, m))
+    kmax = max(main["ks"])
+    heads = ["pass@1", f"pass@{kmax}", "coverage", "TV", "sampling entropy", "KL(policy||memory)", "T_eff"]
+    lines = ["| run | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for src, m in rows:
+        agg = src["aggregate"]
+        d = train_means(src, m)
+        ent = d["tilt_entropy"] if d["tilt_entropy"] is not None else d["sampling_entropy"]
+        vals = [_cell(_final(agg, m, "eval/pass@1")), _cell(_final(agg, m, f"eval/pass@{kmax}")),
+                _cell(_final(agg, m, "eval/coverage_rel"), 2), _cell(_final(agg, m, "eval/tv"))]
+        vals += ["n/a" if v is None else f"{v:.3f}" for v in (ent, d["memory_kl"], d["tilt_temperature"])]
+        lines.append(f"| {label(m)} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(out: str) -> str:
+    summaries = {t: _load(out, t) for t in TASKS}
+    study = _load(out, "dlc_study")
+    parts = ["# Every cure for diversity collapse (scripts/cures.py)", "",
+             "Final step; mean ± 95% t half-width over seeds. coverage: correct answers holding >= 1% of "
+             "P(correct); TV: total variation to the base policy among correct answers.", "", headline(summaries)]
+    for t in TASKS:
+        if summaries.get(t):
+            parts += [f"## {t}", "", matched_table(summaries[t])]
+    if summaries.get(STUDY_TASK):
+        parts += ["## DLC study (" + STUDY_TASK + ")", "",
+                  "Diagnostics are means over the training steps: the entropy of the distribution sampled from (the "
+                  "tilted one under DLC), KL(policy || memory) on the sampled prompts before the memory's update, "
+                  "and the tilt's effective temperature.", "", study_table(study, summaries[STUDY_TASK])]
+    text = "\n".join(parts)
+    with open(os.path.join(out, "headline.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
+    methods = ("grpo", "iac") if a.quick else METHODS
+    seeds = 1 if a.quick else a.seeds
+    logs = os.path.join(a.out, "logs")
+    t0 = time.time()
+    if a.part in ("all", "compare"):
+        run_all([(t, sweep_cmd(t, methods, os.path.join(a.out, t), seeds, a.quick)) for t in TASKS], a.jobs, logs)
+    if a.part in ("all", "dlc"):
+        study = ("dlc@memory.mu=1.0", "grpo@rollout.temperature=1.5") if a.quick else DLC_STUDY
+        where = os.path.join(a.out, "dlc_study")
+        # two halves at once into the same folder, then one pass that reuses them all and writes the report
+        halves = [(f"dlc_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
+                  for i in range(min(a.jobs, len(study)))]
+        run_all(halves, a.jobs, logs)
+        run_all([("dlc_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+    text = report(a.out)
+    print(text)
+    print(f"[cures] wrote {os.path.join(a.out, 'headline.md')} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
