@@ -86,6 +86,18 @@ def inactive_fields(cfg: ml_collections.ConfigDict) -> dict[str, str]:
             off(f"algo.{k}", f"algo.estimator={a.estimator!r} does not read it")
     if not a.iac:
         off(("algo.iac_alpha", "algo.iac_renorm"), "algo.iac is False")
+    # policy loss: algos/policy_losses.py (ppo_clip and clip_cov clip per token; gspo clips the sequence ratio)
+    if a.policy_loss != "clip_cov":
+        off(("algo.clip_cov_ratio", "algo.clip_cov_lb", "algo.clip_cov_ub"),
+            f"only algo.policy_loss='clip_cov' reads it (got {a.policy_loss!r})")
+    if a.policy_loss != "kl_cov":
+        off(("algo.kl_cov_ratio", "algo.kl_cov_coef"), f"only algo.policy_loss='kl_cov' reads it (got {a.policy_loss!r})")
+    else:
+        off(("algo.clip_eps_low", "algo.clip_eps_high"), "algo.policy_loss='kl_cov' does not clip")
+    if a.policy_loss not in ("ppo_clip", "clip_cov"):
+        off("algo.dual_clip", f"algo.policy_loss={a.policy_loss!r} has no dual clip")
+    if a.entropy_target == 0:
+        off("algo.entropy_coef_delta", "algo.entropy_target=0: the entropy coefficient is fixed")
     if a.kl_coef == 0:
         off("algo.kl_estimator", "algo.kl_coef=0: no KL term")
     if a.loss_agg != "seq_mean_token_sum_norm":

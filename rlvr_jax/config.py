@@ -13,7 +13,7 @@ from typing import Any, Callable
 import ml_collections
 
 from rlvr_jax import host_alloc
-from rlvr_jax.algos import advantages, aggregation, calibration, diversity_advantages, kl
+from rlvr_jax.algos import advantages, aggregation, calibration, diversity_advantages, kl, policy_losses
 from rlvr_jax.algos.memory_loss import TRAIN_ON as MEMORY_TRAIN_ON
 from rlvr_jax.data import readers, schemas, templates
 from rlvr_jax.fields import ConfigError, int_list  # noqa: F401  (re-exported: the schema's error and parser)
@@ -66,6 +66,12 @@ VARIANTS = {
     "psr": dict(algo=dict(estimator="psr")),
     "nsr": dict(algo=dict(estimator="nsr")),
     "qae": dict(algo=dict(estimator="qae")),
+    "unlikely": dict(algo=dict(unlikeliness_beta=0.25)),
+    "clip_cov": dict(algo=dict(policy_loss="clip_cov")),
+    "kl_cov": dict(algo=dict(policy_loss="kl_cov")),
+    "gspo": dict(algo=dict(policy_loss="gspo", clip_eps_low=3e-4, clip_eps_high=4e-4)),
+    "high_entropy": dict(algo=dict(entropy_top_frac=0.2)),
+    "adaptive_entropy": dict(algo=dict(entropy_target=0.2, entropy_coef_delta=0.005)),
 }
 
 
@@ -137,6 +143,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
                              _nonneg, "must be >= 0"),
         "qae_quantile": F(0.4, "QAE K: the baseline is the K-quantile of the group's valid rewards", None, _prob,
                           "must be in [0, 1]"),
+        "unlikeliness_beta": F(0.0, "unlikeliness reward: a group's correct responses ranked by sequence log-prob "
+                                    "keep 1 - beta (G - rank) / G of their reward, the most likely rank 0 (0: off)",
+                               None, _prob, "must be in [0, 1]"),
+        "policy_loss": F("ppo_clip", "per-token policy loss (algos/policy_losses.py)", policy_losses.POLICY_LOSSES),
+        "clip_cov_ratio": F(2e-4, "Clip-Cov: share of tokens whose gradient is cut", None, _prob, "must be in [0, 1]"),
+        "clip_cov_lb": F(1.0, "Clip-Cov: lower bound of the covariance band"),
+        "clip_cov_ub": F(5.0, "Clip-Cov: upper bound of the covariance band"),
+        "kl_cov_ratio": F(2e-4, "KL-Cov: share of tokens (top covariance) given the |log ratio| penalty", None, _prob,
+                          "must be in [0, 1]"),
+        "kl_cov_coef": F(0.1, "KL-Cov: coefficient of the |log ratio| penalty", None, _nonneg, "must be >= 0"),
+        "entropy_top_frac": F(1.0, "policy loss on the top this share of tokens by entropy only (1: all tokens)",
+                              None, lambda x: 0 < x <= 1, "must be in (0, 1]"),
         "clip_eps_low": F(0.2, "PPO clip, lower side", None, _nonneg, "must be >= 0"),
         "clip_eps_high": F(0.2, "PPO clip, upper side (DAPO clip-higher: 0.28)", None, _nonneg, "must be >= 0"),
         "dual_clip": F(0.0, "dual-clip constant c > 1 for negative advantages (0: off)",
@@ -148,7 +166,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "kl_coef": F(0.0, "KL-to-reference coefficient (0: no reference model held)", None, _nonneg, "must be >= 0"),
         "kl_estimator": F("k3", f"KL estimator (k3 is clamped to [0, {kl.K3_MAX:g}] per token, as in verl)",
                            kl.ESTIMATORS),
-        "entropy_coef": F(0.0, "entropy bonus coefficient", None, _nonneg, "must be >= 0"),
+        "entropy_coef": F(0.0, "entropy bonus coefficient (the start of the adaptive one when entropy_target > 0)",
+                          None, _nonneg, "must be >= 0"),
+        "entropy_target": F(0.0, "adaptive entropy bonus: target token entropy; the coefficient moves by "
+                                 "entropy_coef_delta toward it each update (0: fixed coefficient)", None, _nonneg,
+                            "must be >= 0"),
+        "entropy_coef_delta": F(0.005, "adaptive entropy bonus: coefficient change per update", None, _pos,
+                                "must be > 0"),
         "ppo_epochs": F(1, "passes over each batch of rollouts", None, _pos, "must be > 0"),
         "mini_batches": F(1, "optimizer steps per epoch", None, _pos, "must be > 0"),
         "micro_batches": F(1, "gradient accumulation chunks per optimizer step", None, _pos, "must be > 0"),

@@ -287,8 +287,11 @@ def logits(cfg):
 _R = np.array([[0, 1, 0.7, 0], [1, 1, 1, 0], [0, 0, 0, 1]], np.float32)
 
 
+_LP = np.array([[-3, -1, -2, -4], [-1, -2, -5, -3], [-2, -1, -4, -3]], np.float32)  # sequence log-probs
+
+
 def advantages(cfg):
-    adv, stats = compute_advantages(jnp.asarray(_R), jnp.ones(_R.shape, bool), cfg.algo)
+    adv, stats = compute_advantages(jnp.asarray(_R), jnp.ones(_R.shape, bool), cfg.algo, jnp.asarray(_LP))
     return np.asarray(adv).round(6).tobytes(), {k: round(float(v), 6) for k, v in stats.items()}
 
 
@@ -640,6 +643,16 @@ PROBES = {
     "algo.pass_k": (2, with_(TOKEN, algo__estimator="pass_at_k", rollout__group_size=4), advantages),
     "algo.positive_weight": (0.5, with_(TOKEN, algo__estimator="w_reinforce"), advantages),
     "algo.qae_quantile": (0.8, with_(TOKEN, algo__estimator="qae"), advantages),
+    "algo.unlikeliness_beta": (0.25, TOKEN, advantages),
+    "algo.policy_loss": ("gspo", TOKEN, step_jaxpr),
+    "algo.clip_cov_ratio": (0.01, with_(TOKEN, algo__policy_loss="clip_cov"), step_jaxpr),
+    "algo.clip_cov_lb": (0.5, with_(TOKEN, algo__policy_loss="clip_cov"), step_jaxpr),
+    "algo.clip_cov_ub": (3.0, with_(TOKEN, algo__policy_loss="clip_cov"), step_jaxpr),
+    "algo.kl_cov_ratio": (0.01, with_(TOKEN, algo__policy_loss="kl_cov"), step_jaxpr),
+    "algo.kl_cov_coef": (0.5, with_(TOKEN, algo__policy_loss="kl_cov"), step_jaxpr),
+    "algo.entropy_top_frac": (0.2, TOKEN, step_jaxpr),
+    "algo.entropy_target": (0.5, TOKEN, step_jaxpr),
+    "algo.entropy_coef_delta": (0.01, with_(TOKEN, algo__entropy_target=0.5), step_jaxpr),
     "algo.clip_eps_low": (0.3, TOKEN, step_jaxpr),
     "algo.clip_eps_high": (0.28, TOKEN, step_jaxpr),
     "algo.dual_clip": (3.0, TOKEN, step_jaxpr),
@@ -792,6 +805,10 @@ def test_hf_models_take_param_dtype_and_remat(name, value):
     ("rollout.prompt_buckets", "8,64", TOKEN, iteration_jaxpr),  # token prompts are not bucketed
     ("memory.tilt_order", "temperature_then_tilt", TOKEN_MEM, logits),  # temperature 1: same logits
     ("algo.pass_k", 2, TOKEN, advantages),  # grpo reads no pass_k
+    ("algo.clip_cov_ratio", 0.01, TOKEN, step_jaxpr),  # ppo_clip selects no tokens
+    ("algo.kl_cov_coef", 0.5, with_(TOKEN, algo__policy_loss="clip_cov"), step_jaxpr),
+    ("algo.dual_clip", 3.0, with_(TOKEN, algo__policy_loss="gspo"), step_jaxpr),
+    ("algo.entropy_coef_delta", 0.01, TOKEN, step_jaxpr),  # fixed coefficient
     ("rollout.top_k", 3, with_(TOKEN, rollout__temperature=0.0),  # greedy: the argmax passes every filter
      lambda c: np.argmax(np.frombuffer(logits(c), np.float32).reshape(_Z.shape), -1).tobytes()),
 ])

@@ -15,6 +15,7 @@ from typing import Callable
 import jax.numpy as jnp
 
 from rlvr_jax.algos import calibration
+from rlvr_jax.algos.unlikeliness import unlikeliness_rewards
 from rlvr_jax.algos.groups import (as_valid, group_count, group_mean, group_std, masked_mean, successes,
                                    zero_std_groups)
 
@@ -115,8 +116,11 @@ def passk(rewards_BxG, valid_BxG, algo):
     return _zero_invalid(jnp.where(has_other, best - best_other, 0.0), valid_BxG)
 
 
-def compute_advantages(rewards_BxG, valid_BxG, algo_cfg):
-    """Configured estimator then IAC calibration: -> (adv_BxG float32, stats dict of scalars).
+def compute_advantages(rewards_BxG, valid_BxG, algo_cfg, seq_logp_BxG=None):
+    """Unlikeliness transform, configured estimator, then IAC calibration: -> (adv_BxG float32, stats dict).
+
+    seq_logp_BxG: each response's log-probability under the policy that sampled it (`unlikeliness.sequence_logp`);
+    needed only when algo.unlikeliness_beta > 0.
 
     Stats: reward_mean, success_rate, frac_reward_zero_std (share of groups with at least one valid
     rollout whose rewards are all equal), adv_mean, adv_abs_mean, adv_pos_frac, iac_factor_mean/max.
@@ -125,7 +129,13 @@ def compute_advantages(rewards_BxG, valid_BxG, algo_cfg):
     if rewards_BxG.ndim != 2:
         raise ValueError(f"compute_advantages: rewards must be [B, G], got shape {rewards_BxG.shape}")
     valid_BxG = as_valid(rewards_BxG, valid_BxG)
-    adv = get_estimator(algo_cfg.estimator)(rewards_BxG, valid_BxG, algo_cfg)
+    shaped_BxG = rewards_BxG
+    if algo_cfg.unlikeliness_beta > 0:
+        if seq_logp_BxG is None:
+            raise ValueError("config.algo.unlikeliness_beta: > 0 needs the responses' sequence log-probs")
+        shaped_BxG = unlikeliness_rewards(rewards_BxG, valid_BxG, seq_logp_BxG, algo_cfg.unlikeliness_beta,
+                                          algo_cfg.success_threshold)
+    adv = get_estimator(algo_cfg.estimator)(shaped_BxG, valid_BxG, algo_cfg)
     adv, iac_stats = calibration.calibrate(adv, rewards_BxG, valid_BxG, algo_cfg)
     has_any_B = jnp.any(valid_BxG, axis=-1)
     stats = dict(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-_MAX_LOG_RATIO = 20.0  # exp() argument bound: keeps a wild token finite, far outside any clip range
+MAX_LOG_RATIO = 20.0  # exp() argument bound: keeps a wild token finite, far outside any clip range
 
 
 def clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, *, eps_low: float, eps_high: float,
@@ -31,7 +31,7 @@ def clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, *, eps_low: float, eps_
         adv = adv[..., None]
     adv = jnp.broadcast_to(adv, logp_new_BxT.shape)
     log_ratio = jnp.clip(logp_new_BxT.astype(jnp.float32) - logp_old_BxT.astype(jnp.float32),
-                         -_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+                         -MAX_LOG_RATIO, MAX_LOG_RATIO)
     ratio = jnp.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
@@ -43,16 +43,19 @@ def clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, *, eps_low: float, eps_
         bound = -adv * dual_clip
         dual_clipped = (adv < 0) & (loss > bound)
         loss = jnp.where(adv < 0, jnp.minimum(loss, bound), loss)
-    tis_weight = jnp.ones(loss.shape, jnp.float32)
-    tis_capped = jnp.zeros(loss.shape, bool)
-    if tis_cap:
-        if logp_sampler_BxT is None:
-            raise ValueError("config.algo.tis_cap: > 0 needs the sampler's logprobs (logp_sampler_BxT)")
-        raw = jnp.exp(jnp.clip(logp_old_BxT.astype(jnp.float32) - logp_sampler_BxT.astype(jnp.float32),
-                               -_MAX_LOG_RATIO, _MAX_LOG_RATIO))
-        tis_weight = jax.lax.stop_gradient(jnp.minimum(raw, tis_cap))
-        tis_capped = raw > tis_cap
-        loss = loss * tis_weight
+    tis_weight, tis_capped = truncated_is_weight(logp_old_BxT, logp_sampler_BxT, tis_cap, loss.shape)
+    loss = loss * tis_weight if tis_cap else loss
     aux = dict(ratio=ratio, clip_low=clip_low, clip_high=clip_high, dual_clipped=dual_clipped,
                tis_weight=tis_weight, tis_capped=tis_capped)
     return loss, aux
+
+
+def truncated_is_weight(logp_old_BxT, logp_sampler_BxT, tis_cap: float, shape):
+    """(min(exp(logp_old - logp_sampler), tis_cap) without gradient, bool: the cap bit); ones when tis_cap = 0."""
+    if not tis_cap:
+        return jnp.ones(shape, jnp.float32), jnp.zeros(shape, bool)
+    if logp_sampler_BxT is None:
+        raise ValueError("config.algo.tis_cap: > 0 needs the sampler's logprobs (logp_sampler_BxT)")
+    raw = jnp.exp(jnp.clip(logp_old_BxT.astype(jnp.float32) - logp_sampler_BxT.astype(jnp.float32),
+                           -MAX_LOG_RATIO, MAX_LOG_RATIO))
+    return jax.lax.stop_gradient(jnp.minimum(raw, tis_cap)), raw > tis_cap

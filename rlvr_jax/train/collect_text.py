@@ -18,6 +18,7 @@ from flax import nnx
 
 from rlvr_jax import parallel
 from rlvr_jax.algos.advantages import compute_advantages
+from rlvr_jax.algos.unlikeliness import sequence_logp
 from rlvr_jax.algos.groups import zero_std_groups
 from rlvr_jax.config import ConfigError, int_list
 from rlvr_jax.data.sources import make_eval_sets, make_source
@@ -68,7 +69,7 @@ class TextCollector:
         self._built = built
         self.scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
         self.sampler = Rollouts.from_config(cfg, mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
-        self.adv_fn = jax.jit(lambda r, v: compute_advantages(r, v, cfg.algo))
+        self.adv_fn = jax.jit(lambda r, v, lp: compute_advantages(r, v, cfg.algo, lp))
         self.reward_fn = make_reward_fn(cfg)
         self.evaluator = text_evaluator(cfg, built, self.reward_fn)
         self.eval_sets = tuple(s.name for s in self.evaluator.sets) if self.evaluator else ()
@@ -152,7 +153,8 @@ class TextCollector:
             for p in parts])
         rewards = jnp.concatenate([p[1] for p in parts])
         valid = jnp.concatenate([p[2] for p in parts])
-        adv, adv_stats = self.adv_fn(rewards.reshape(n, G), valid.reshape(n, G))
+        seq_logp = sequence_logp(ro.logp_policy_BxN, ro.mask_BxN).reshape(n, G)
+        adv, adv_stats = self.adv_fn(rewards.reshape(n, G), valid.reshape(n, G), seq_logp)
         batch = batch_from_rollout(ro, adv.reshape(-1), rewards > cfg.algo.success_threshold, valid)
         with timer("update"):
             for e in range(cfg.algo.ppo_epochs):

@@ -11,6 +11,7 @@ from flax import struct
 
 from rlvr_jax import parallel
 from rlvr_jax.algos.advantages import compute_advantages
+from rlvr_jax.algos.unlikeliness import sequence_logp
 from rlvr_jax.sampling import SamplingConfig, sample_core
 from rlvr_jax.train.state import TrainState
 from rlvr_jax.train.step import batch_from_rollout
@@ -129,7 +130,8 @@ def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg
         else:
             rollout, rewards_B, valid_B, correct_B = one_round(state, pool, k_round)
             extra = {}
-        adv_nxG, adv_stats = compute_advantages(rewards_B.reshape(n, G), valid_B.reshape(n, G), algo)
+        seq_logp_nxG = sequence_logp(rollout.logp_policy_BxN, rollout.mask_BxN).reshape(n, G)
+        adv_nxG, adv_stats = compute_advantages(rewards_B.reshape(n, G), valid_B.reshape(n, G), algo, seq_logp_nxG)
         success_B = rewards_B > algo.success_threshold
         batch = batch_from_rollout(rollout, adv_nxG.reshape(-1), success_B, valid_B)
 

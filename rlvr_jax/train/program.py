@@ -115,7 +115,8 @@ def train_program(cfg, policy: nnx.Module, memory: nnx.Module | None, mesh: Mesh
     ptx, mtx = make_optimizers(cfg, updates)
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference)
+    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference,
+                       entropy_coef=cfg.algo.entropy_coef if cfg.algo.entropy_target > 0 else None)
     shapes = jax.eval_shape(make, pp, mp)
     st_sh = train_state_shardings(shapes, mesh, rules)
     b_sh = parallel.batch_shardings(batch_spec(rows, 1, 1), mesh, rules)

@@ -23,6 +23,7 @@ class TrainState:
     ref: Any  # nnx.State or None
     rng: jax.Array  # raw uint32 key data (checkpoint friendly)
     nonfinite: jax.Array  # updates skipped for a non-finite loss or gradient
+    entropy_coef: Any = None  # float32 scalar: the adaptive entropy coefficient (None unless algo.entropy_target > 0)
 
 
 def _schedule(optim, steps: int):
@@ -66,8 +67,11 @@ def params_of(model: nnx.Module):
     return graphdef, params
 
 
-def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool):
-    """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped)."""
+def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entropy_coef: float | None = None):
+    """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped).
+
+    entropy_coef: the adaptive entropy coefficient's start (algo.entropy_coef) when algo.entropy_target > 0.
+    """
     def make(pp, mp) -> TrainState:
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -78,17 +82,19 @@ def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool):
             ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
             rng=jax.random.key_data(jax.random.key(seed)),
             nonfinite=jnp.zeros((), jnp.int32),
+            entropy_coef=None if entropy_coef is None else jnp.asarray(entropy_coef, jnp.float32),
         )
     return make
 
 
 def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
-               keep_reference: bool) -> tuple[TrainState, Any, Any]:
+               keep_reference: bool, entropy_coef: float | None = None) -> tuple[TrainState, Any, Any]:
     """(state, policy_graphdef, memory_graphdef) from live models, built eagerly on their devices
     (`train.program.TrainProgram.init_state` builds the same state on its shardings)."""
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    return state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference)(pp, mp), pg, mg
+    make = state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference, entropy_coef=entropy_coef)
+    return make(pp, mp), pg, mg
 
 
 def merge(graphdef, params):
@@ -126,4 +132,5 @@ def train_state_shardings(state: TrainState, mesh, rules):
         ref=None if state.ref is None else state_shardings(state.ref, mesh, rules),
         rng=replicated,
         nonfinite=replicated,
+        entropy_coef=None if state.entropy_coef is None else replicated,
     )

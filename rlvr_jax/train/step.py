@@ -25,7 +25,8 @@ import optax
 from rlvr_jax.algos.aggregation import aggregate_parts
 from rlvr_jax.models.scoring import response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
-from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
+from rlvr_jax.algos.objective import adapt_entropy_coef, norm_tokens_of, policy_objective
+from rlvr_jax.algos.policy_losses import needs_key
 from rlvr_jax.train.state import TrainState, clip_scale, merge
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
@@ -67,7 +68,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
                                              G, algo.logprob_chunk)
 
-    def policy_loss(params, ref, mb, totals):
+    def policy_loss(params, ref, mb, totals, key, entropy_coef):
         """Loss of one micro-batch scaled by its share of the aggregation denominator; metrics scaled so
         their sum over micro-batches is exact (token means by the share of tokens)."""
         total_den, total_tokens = totals
@@ -79,7 +80,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         mask = mb["mask_BxN"] & mb["valid_B"][:, None]
         loss, metrics = policy_objective(logp, mb["logp_old_BxN"], mb["logp_sampler_BxN"], logp_ref,
                                          ent, mb["adv_B"], mask,
-                                         algo, max_new_tokens=max_new)
+                                         algo, max_new_tokens=max_new, key=key, entropy_coef=entropy_coef)
         _, den = aggregate_parts(jnp.zeros_like(logp), mask, algo.loss_agg, norm_tokens_of(algo, max_new, mask))
         w = den / jnp.maximum(total_den, 1.0)
         tw = jnp.sum(mask) / jnp.maximum(total_tokens, 1.0)
@@ -115,10 +116,16 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
         mgrad = jax.value_and_grad(mem_loss, has_aux=True)
+        # a policy loss that draws (clip_cov) gets a key of this update and micro-batch, apart from sampling's
+        key = (jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), 0xC0F), state.step)
+               if needs_key(algo.policy_loss) else None)
+        mb_key = (lambda m: None) if key is None else (lambda m: jax.random.fold_in(key, m))  # noqa: E731
+        ent_coef = state.entropy_coef
 
-        def body(carry, mb):
+        def body(carry, xs):
+            mb, m = xs
             g_p, g_m, loss_acc, met_acc, mloss_acc = carry
-            (loss, met), gp = pgrad(state.policy, state.ref, mb, totals)
+            (loss, met), gp = pgrad(state.policy, state.ref, mb, totals, mb_key(m), ent_coef)
             g_p = jax.tree.map(jnp.add, g_p, gp)
             met_acc = jax.tree.map(jnp.add, met_acc, met)
             if mem_on:
@@ -129,16 +136,17 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
 
         zero = jnp.zeros((), jnp.float32)
         if M == 1:  # no accumulation buffers: two fewer passes over every gradient
-            (loss, metrics), g_p = pgrad(state.policy, state.ref, batch, totals)
+            (loss, metrics), g_p = pgrad(state.policy, state.ref, batch, totals, mb_key(0), ent_coef)
             (mloss, _), g_m = mgrad(state.memory, batch, mem_total) if mem_on else ((zero, None), None)
         else:
             zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
             zeros_m = jax.tree.map(jnp.zeros_like, state.memory) if mem_on else None
             met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref,
-                                                      jax.tree.map(lambda x: x[0], micro), totals)[1])
+                                                      jax.tree.map(lambda x: x[0], micro), totals, mb_key(0),
+                                                      ent_coef)[1])
             met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
             carry0 = (zeros_p, zeros_m, zero, met0, zero)
-            (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
+            (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, (micro, jnp.arange(M)))
 
         # a NaN or inf anywhere in a gradient makes its global norm non-finite: one pass, shared with the metric
         grad_norm = optax.global_norm(g_p)
@@ -157,7 +165,10 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
             policy, popt = update(policy_tx, g_p, grad_norm, st.policy_opt, st.policy)
             memory, mopt = (update(memory_tx, g_m, memory_grad_norm, st.memory_opt, st.memory) if mem_on
                             else (st.memory, st.memory_opt))
-            return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt)
+            coef = (None if st.entropy_coef is None
+                    else adapt_entropy_coef(st.entropy_coef, metrics["entropy"], algo))
+            return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt,
+                              entropy_coef=coef)
 
         def skip(st):
             return st.replace(nonfinite=st.nonfinite + 1)
@@ -169,6 +180,8 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
         if mem_on:
             metrics.update(memory_loss=mloss, memory_grad_norm=memory_grad_norm)
+        if state.entropy_coef is not None:
+            metrics.update(entropy_coef=state.entropy_coef)
         return new_state, metrics
 
     return train_step

@@ -2,6 +2,7 @@
 import pathlib
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,9 +39,20 @@ CASES = [
     ("kl_coef", 0.0, {}),
     ("kl_estimator", "k1", {}), ("kl_estimator", "k2", {}),
     ("entropy_coef", 0.0, {}),
+    ("unlikeliness_beta", 0.25, {}),
+    ("policy_loss", "clip_cov", {"clip_cov_ratio": 0.5, "clip_cov_lb": -1.0}), ("policy_loss", "kl_cov", {}),
+    ("policy_loss", "gspo", {}),
+    ("clip_cov_ratio", 0.5, {"policy_loss": "clip_cov", "clip_cov_lb": -1.0}),
+    ("clip_cov_lb", -1.0, {"policy_loss": "clip_cov", "clip_cov_ratio": 0.5}),
+    ("clip_cov_ub", 0.05, {"policy_loss": "clip_cov", "clip_cov_ratio": 0.5, "clip_cov_lb": -1.0}),
+    ("kl_cov_ratio", 0.5, {"policy_loss": "kl_cov"}),
+    ("kl_cov_coef", 0.5, {"policy_loss": "kl_cov"}),
+    ("entropy_top_frac", 0.2, {}),
+    ("entropy_target", 0.5, {}),  # the token entropies average ~1.25: above the target, the bonus is off
 ]
+# read by objective.adapt_entropy_coef between updates, not by the loss: test_adaptive_entropy.py
 # read by the train step, not by these functions: the chunk size must NOT change results (test_logprobs.py)
-NOT_RESULT_CHANGING = {"logprob_chunk"}
+NOT_RESULT_CHANGING = {"logprob_chunk", "entropy_coef_delta"}
 
 
 def inputs():
@@ -60,9 +72,12 @@ def inputs():
 
 def result(algo):
     rewards, valid, logp_new, logp_old, logp_sampler, logp_ref, entropy, mask = inputs()
-    adv, stats = compute_advantages(rewards, valid, algo)
+    seq_logp = jnp.sum(jnp.where(mask, logp_old, 0.0), -1).reshape(P, G)
+    adv, stats = compute_advantages(rewards, valid, algo, seq_logp)
     loss, metrics = policy_objective(logp_new, logp_old, logp_sampler, logp_ref if algo.kl_coef else None, entropy,
-                                     adv.reshape(-1), mask & valid.reshape(-1, 1), algo, max_new_tokens=T)
+                                     adv.reshape(-1), mask & valid.reshape(-1, 1), algo, max_new_tokens=T,
+                                     key=jax.random.key(0))
+    metrics = {k: v for k, v in metrics.items() if k not in ("cov_frac", "entropy_kept_frac")}
     return np.concatenate([np.asarray(adv).ravel(), [float(loss)], [float(v) for v in metrics.values()],
                            [float(v) for v in stats.values()]])
 
