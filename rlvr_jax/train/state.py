@@ -9,11 +9,13 @@ import optax
 from flax import nnx, struct
 
 from rlvr_jax.config import ConfigError
+from rlvr_jax.train.replay import empty_replay
 
 
 @struct.dataclass
 class TrainState:
-    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0."""
+    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0; `replay` is None
+    unless memory.window > 1 (train/replay.py)."""
 
     step: jax.Array
     policy: Any  # nnx.State of the policy's Params
@@ -23,6 +25,7 @@ class TrainState:
     ref: Any  # nnx.State or None
     rng: jax.Array  # raw uint32 key data (checkpoint friendly)
     nonfinite: jax.Array  # updates skipped for a non-finite loss or gradient
+    replay: Any = None  # dict of the memory's replayed batches (train/replay.py) or None
 
 
 def _schedule(optim, steps: int):
@@ -66,8 +69,10 @@ def params_of(model: nnx.Module):
     return graphdef, params
 
 
-def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool):
-    """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped)."""
+def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, replay=None):
+    """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped).
+
+    replay: `train.replay.replay_spec(...)` of the memory's replay (None: no replay, memory.window = 1)."""
     def make(pp, mp) -> TrainState:
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -78,17 +83,19 @@ def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool):
             ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
             rng=jax.random.key_data(jax.random.key(seed)),
             nonfinite=jnp.zeros((), jnp.int32),
+            replay=empty_replay(replay),
         )
     return make
 
 
 def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
-               keep_reference: bool) -> tuple[TrainState, Any, Any]:
+               keep_reference: bool, replay=None) -> tuple[TrainState, Any, Any]:
     """(state, policy_graphdef, memory_graphdef) from live models, built eagerly on their devices
     (`train.program.TrainProgram.init_state` builds the same state on its shardings)."""
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    return state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference)(pp, mp), pg, mg
+    make = state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference, replay=replay)
+    return make(pp, mp), pg, mg
 
 
 def merge(graphdef, params):
@@ -98,7 +105,7 @@ def merge(graphdef, params):
 
 def train_state_shardings(state: TrainState, mesh, rules):
     """NamedShardings for a TrainState: params per the logical rules, optimiser moments like their params,
-    everything else (step, counters, RNG, optimiser counts) replicated."""
+    everything else (step, counters, RNG, optimiser counts, the memory's replay) replicated."""
     from jax.sharding import NamedSharding, PartitionSpec
 
     from rlvr_jax.parallel.sharding import state_shardings
@@ -126,4 +133,5 @@ def train_state_shardings(state: TrainState, mesh, rules):
         ref=None if state.ref is None else state_shardings(state.ref, mesh, rules),
         rng=replicated,
         nonfinite=replicated,
+        replay=jax.tree.map(lambda _: replicated, state.replay),
     )

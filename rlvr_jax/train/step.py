@@ -26,6 +26,7 @@ from rlvr_jax.algos.aggregation import aggregate_parts
 from rlvr_jax.models.scoring import response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
+from rlvr_jax.train.replay import push, replay_chunks
 from rlvr_jax.train.state import TrainState, clip_scale, merge
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
@@ -63,7 +64,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         return 1
 
     def logprobs(model, mb):
-        G = share_groups(mb["adv_B"].shape[0])
+        G = share_groups(mb["response_BxN"].shape[0])
         return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
                                              G, algo.logprob_chunk)
 
@@ -93,6 +94,26 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         w = met["memory_tokens"] / jnp.maximum(total_tokens, 1.0)
         return loss * w, met
 
+    def selected_tokens(b):
+        """Response tokens of the rollouts the memory learns from (any leading axes)."""
+        rows = memory_rollouts(b["success_B"], b["valid_B"], cfg.memory.train_on)
+        return jnp.sum(b["mask_BxN"] & rows[..., None]).astype(jnp.float32)
+
+    def replay_grads(params, replay, total_tokens):
+        """(loss, grads) of the memory CE over the replayed batches, each split like the step's micro-batches;
+        weighted by their share of `total_tokens`, so they add to the batch's exactly."""
+        chunks = replay_chunks(replay, M)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+
+        def body(carry, mb):
+            loss_acc, g_acc = carry
+            (ml, _), g = mgrad(params, mb, total_tokens)
+            return (loss_acc + ml, jax.tree.map(jnp.add, g_acc, g)), None
+        (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), chunks)
+        return loss, grads
+
+    mgrad = jax.value_and_grad(mem_loss, has_aux=True)
+
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
         # micro-batches of whole groups when the forward shares prompts, else of strided rows: either way
@@ -106,15 +127,16 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
                                        norm_tokens_of(algo, max_new, mask_all))
         totals = (total_den, jnp.sum(mask_all).astype(jnp.float32))
         mem_rows = batch["valid_B"]
-        mem_total = jnp.sum(batch["mask_BxN"] & memory_rollouts(batch["success_B"], batch["valid_B"],
-                                                                cfg.memory.train_on)[:, None]).astype(jnp.float32)
+        mem_total = selected_tokens(batch)
+        replay = state.replay
+        if mem_on and replay is not None:  # memory.window > 1: the CE is the token mean over batch and replay
+            mem_total = mem_total + selected_tokens(replay)
         # micro-batch m takes groups (rows when G = 1) m, m + M, m + 2M, ...
         micro = jax.tree.map(
             lambda x: x.reshape(B // (M * G), M, G, *x.shape[1:]).swapaxes(0, 1).reshape(M, B // M, *x.shape[1:]),
             batch)
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
-        mgrad = jax.value_and_grad(mem_loss, has_aux=True)
 
         def body(carry, mb):
             g_p, g_m, loss_acc, met_acc, mloss_acc = carry
@@ -139,6 +161,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
             met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
             carry0 = (zeros_p, zeros_m, zero, met0, zero)
             (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, micro)
+        if mem_on and replay is not None:
+            rloss, g_r = replay_grads(state.memory, replay, mem_total)
+            mloss, g_m = mloss + rloss, jax.tree.map(jnp.add, g_m, g_r)
 
         # a NaN or inf anywhere in a gradient makes its global norm non-finite: one pass, shared with the metric
         grad_norm = optax.global_norm(g_p)
@@ -157,7 +182,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
             policy, popt = update(policy_tx, g_p, grad_norm, st.policy_opt, st.policy)
             memory, mopt = (update(memory_tx, g_m, memory_grad_norm, st.memory_opt, st.memory) if mem_on
                             else (st.memory, st.memory_opt))
-            return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt)
+            new_replay = push(st.replay, batch) if mem_on and st.replay is not None else st.replay
+            return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt,
+                              replay=new_replay)
 
         def skip(st):
             return st.replace(nonfinite=st.nonfinite + 1)
