@@ -15,6 +15,10 @@ N response slots):
   success_B, valid_B                      for the memory loss (memory.train_on) and padding rows
 With `algo.share_prompt` each group's prompt is run once per forward (see
 `response_logprobs_and_entropy`); micro-batches are made of whole groups.
+
+With memory.window > 1 the memory's CE also covers the replayed batches of `state.replay` (train/replay.py),
+and the step's batch is written into it. Metrics include `sampling_entropy` (every run) and, with a memory,
+the tilt diagnostics of `algos.tilt_stats` on this batch before the update.
 """
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
-from rlvr_jax.models.scoring import response_logprobs_and_entropy
+from rlvr_jax.models.scoring import response_hidden, response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import norm_tokens_of, policy_objective
+from rlvr_jax.algos.tilt_stats import masked_sums, tilt_means, tilt_token_stats
 from rlvr_jax.train.replay import push, replay_chunks
 from rlvr_jax.train.state import TrainState, clip_scale, merge
 
@@ -114,6 +119,24 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
 
     mgrad = jax.value_and_grad(mem_loss, has_aux=True)
 
+    def tilt_metrics(state, micro):
+        """DLC tilt diagnostics (algos/tilt_stats.py) of the policy and memory before the update, over the
+        response tokens of the micro-batches `micro` [M, rows, ...] (no gradient; [rows, chunk, V] logits)."""
+        policy = merge(policy_graphdef, jax.lax.stop_gradient(state.policy))
+        memory = merge(memory_graphdef, jax.lax.stop_gradient(state.memory))
+
+        def chunk_sums(h, hm, tokens, mask):
+            return masked_sums(tilt_token_stats(policy.project(h), memory.project(hm), tokens, cfg.memory.mu), mask)
+
+        def sums(mb):
+            G = share_groups(mb["response_BxN"].shape[0])
+            hidden = [response_hidden(m, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"], G)
+                      for m in (policy, memory)]
+            mask = mb["mask_BxN"] & mb["valid_B"][:, None]
+            return sequence_chunk_sums(chunk_sums, algo.logprob_chunk, *hidden, mb["response_BxN"], mask)
+        total = jax.tree.map(lambda x: jnp.sum(x, 0), jax.lax.map(sums, micro))
+        return tilt_means(total)
+
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
         # micro-batches of whole groups when the forward shares prompts, else of strided rows: either way
@@ -194,11 +217,27 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         metrics = dict(metrics)
         metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
+        # a Monte-Carlo estimate of the sampling distribution's per-token entropy along the rollouts
+        metrics["sampling_entropy"] = -jnp.sum(jnp.where(mask_all, batch["logp_sampler_BxN"], 0.0)) / jnp.maximum(
+            jnp.sum(mask_all), 1)
         if mem_on:
             metrics.update(memory_loss=mloss, memory_grad_norm=memory_grad_norm)
+            metrics.update(tilt_metrics(state, micro))
         return new_state, metrics
 
     return train_step
+
+
+def sequence_chunk_sums(fn, chunk: int, *xs_BxT):
+    """fn(*chunks) summed over chunks of `chunk` positions of the arrays [B, T, ...] (T padded with zeros:
+    pad positions must add nothing, e.g. a False mask), so at most [B, chunk, V] logits live at once."""
+    T = xs_BxT[0].shape[1]
+    if T <= chunk:
+        return fn(*xs_BxT)
+    n = -(-T // chunk)
+    pads = [jnp.pad(x, ((0, 0), (0, n * chunk - T)) + ((0, 0),) * (x.ndim - 2)) for x in xs_BxT]
+    split = tuple(x.reshape(x.shape[0], n, chunk, *x.shape[2:]).swapaxes(0, 1) for x in pads)
+    return jax.tree.map(lambda v: jnp.sum(v, 0), jax.lax.map(lambda c: fn(*c), split))
 
 
 def batch_from_rollout(rollout, adv_B, success_B, valid_B):
