@@ -57,7 +57,8 @@ def inactive_fields(cfg: ml_collections.ConfigDict) -> dict[str, str]:
     if m.source != "gguf":
         off("model.cache_dir", f"only model.source='gguf' converts into a cache (source is {m.source!r})")
 
-    # memory: train/build.py build_memory, sampling/config.py from_config (text evaluation samples without it)
+    # memory: train/build.py build_memory, sampling/config.py from_config (text evaluation samples without it),
+    # train/step.py (memory.window: the replay of train/replay.py, on both paths)
     if not cfg.memory.enabled:
         off([f"memory.{k}" for k in SCHEMA["memory"] if k != "enabled"], "memory.enabled is False")
     elif cfg.memory.mu == 0:

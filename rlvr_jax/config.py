@@ -105,6 +105,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                         sampling_config.TILT_ORDERS),
         "learning_rate": F(1e-3, "memory network learning rate", None, _pos, "must be > 0"),
         "train_on": F("all", "which rollouts the memory remembers", MEMORY_TRAIN_ON),
+        "window": F(1, "the memory trains each step on the rollouts of the last W steps: this batch plus a replay "
+                       "of the previous W - 1 batches kept in the train state (1: this batch only)", None,
+                    lambda x: x >= 1, "must be >= 1"),
     },
     "rollout": {
         "group_size": F(8, "G: responses sampled per prompt", None, lambda x: x >= 2, "must be >= 2"),
@@ -375,6 +378,9 @@ def _check_consistency(cfg):
     if (n // cfg.algo.mini_batches) % cfg.algo.micro_batches:
         raise ConfigError(f"config.algo.micro_batches: {cfg.algo.micro_batches} must divide the "
                           f"mini-batch of {n // cfg.algo.mini_batches} prompts")
+    if cfg.memory.enabled and cfg.memory.window > 1 and (cfg.algo.ppo_epochs > 1 or cfg.algo.mini_batches > 1):
+        raise ConfigError(f"config.memory.window: {cfg.memory.window} needs algo.ppo_epochs = 1 and "
+                          f"algo.mini_batches = 1 (the replay holds one whole step's batch per optimiser step)")
     if cfg.data.source in ("jsonl", "parquet", "hf", "tfds") and not cfg.data.path:
         raise ConfigError(f"config.data.path: required when data.source={cfg.data.source!r}")
     if cfg.reward.verifier == "task" and cfg.data.source not in reward_factory.TASK_SOURCES:

@@ -616,6 +616,7 @@ PROBES = {
     "memory.tilt_order": ("temperature_then_tilt", with_(TOKEN_MEM, rollout__temperature=0.7), logits),
     "memory.learning_rate": (1e-2, TOKEN_MEM, optimizer_updates),
     "memory.train_on": ("correct", TOKEN_MEM, step_jaxpr),
+    "memory.window": (2, TOKEN_MEM, step_jaxpr),
     # rollout: the iteration's shapes, the sampling rules, the text sampler's buckets
     "rollout.group_size": (4, TOKEN, iteration_jaxpr),
     "rollout.prompts_per_step": (4, TOKEN, iteration_jaxpr),

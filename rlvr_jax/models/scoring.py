@@ -76,12 +76,21 @@ def _repeat_per_group(x, group: int):
 def response_logprobs_and_entropy(model, prompt_BxP, prompt_mask_BxP, response_BxN, group: int, chunk: int):
     """logp of every response token given its prompt and the response before it, and the entropy there.
 
-    Returns float32 `[B, N]`. Prompts are left-padded; rows come in groups of `group` consecutive
-    rows sharing one prompt (the sampler's prompt-major order). With group > 1 each prompt runs once
-    and its keys/values, repeated to the group's rows through a differentiable KV cache, are read by
-    all G responses (their gradients add up in the prompt's activations): (G - 1) / G of the prompt
-    compute is skipped. group = 1 runs one full forward per row. Either way only the N positions that
-    predict response tokens are projected onto the vocabulary.
+    Returns float32 `[B, N]`, from `response_hidden` projected chunk by chunk (only the N positions that
+    predict response tokens are projected onto the vocabulary).
+    """
+    h_BxNxD = response_hidden(model, prompt_BxP, prompt_mask_BxP, response_BxN, group)
+    return chunked_logprobs_and_entropy(model.project, h_BxNxD, response_BxN, chunk)
+
+
+def response_hidden(model, prompt_BxP, prompt_mask_BxP, response_BxN, group: int):
+    """Final hidden states `[B, N, D]` at the N positions that predict the response tokens.
+
+    Prompts are left-padded; rows come in groups of `group` consecutive rows sharing one prompt (the
+    sampler's prompt-major order). With group > 1 each prompt runs once and its keys/values, repeated to
+    the group's rows through a differentiable KV cache, are read by all G responses (their gradients add
+    up in the prompt's activations): (G - 1) / G of the prompt compute is skipped. group = 1 runs one full
+    forward per row.
     """
     B, P = prompt_BxP.shape
     N = response_BxN.shape[1]
@@ -110,7 +119,7 @@ def response_logprobs_and_entropy(model, prompt_BxP, prompt_mask_BxP, response_B
             h_BxMxD, _ = model(inputs_BxM, pos_BxM, kv_mask_BxS=kv_BxS, cache=cache, cache_index=P,
                                return_hidden=True, remat=remat)
             h_BxNxD = jnp.concatenate([h_BxNxD, h_BxMxD], axis=1)
-    return chunked_logprobs_and_entropy(model.project, h_BxNxD, response_BxN, chunk)
+    return h_BxNxD
 
 
 def token_logprobs_and_entropy_reference(model, tokens_BxT, positions_BxT, kv_mask_BxT, targets_BxT):

@@ -25,7 +25,8 @@ class TokenCollector:
     def __init__(self, cfg, built, mesh):
         self.cfg, self.task = cfg, built.task
         policy, _ = pretrain(built.policy, self.task, cfg, log=log)  # the base policy of the demo (warm-up)
-        self.program = train_program(cfg, policy, built.memory, mesh, updates_per_run(cfg))
+        self.program = train_program(cfg, policy, built.memory, mesh, updates_per_run(cfg),
+                                     prompt_len=self.task.prompt_len)
         self._state0 = self.program.init_state(policy, built.memory)  # born on its shardings
         pg, mg, shardings = self.program.policy_graphdef, self.program.memory_graphdef, self.program.state_shardings
         self.pool = query_pool(self.task.sample(np.random.default_rng(cfg.train.seed), cfg.data.size))

@@ -20,6 +20,8 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rlvr_jax import parallel
+from rlvr_jax.config import int_list
+from rlvr_jax.train.replay import replay_spec
 from rlvr_jax.train.state import TrainState, make_optimizers, params_of, state_maker, train_state_shardings
 from rlvr_jax.train.step import batch_spec, make_train_step
 
@@ -102,11 +104,13 @@ class TrainProgram:
 
 
 def train_program(cfg, policy: nnx.Module, memory: nnx.Module | None, mesh: Mesh, updates: int, *,
-                  rows: int | None = None, rules: dict | None = None) -> TrainProgram:
+                  rows: int | None = None, rules: dict | None = None, prompt_len: int = 0) -> TrainProgram:
     """The TrainProgram of `cfg` for these modules (live or abstract, e.g. `models.abstract(...)`) on `mesh`.
 
     updates: optimiser steps of the whole run (the learning-rate schedule's length).
     rows: batch rows of one step (default `batch_rows(cfg)`); rules: logical-axis rules (train rules).
+    prompt_len: prompt width of the memory's replay when memory.window > 1 (a token task's `prompt_len`;
+    0: the largest prompt bucket, which holds every text prompt).
     Nothing is allocated: the state is `jax.eval_shape`d; `init_state` makes a real one.
     """
     rules = parallel.TRAIN_RULES if rules is None else rules
@@ -115,7 +119,11 @@ def train_program(cfg, policy: nnx.Module, memory: nnx.Module | None, mesh: Mesh
     ptx, mtx = make_optimizers(cfg, updates)
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference,
+    replay = None
+    if memory is not None and cfg.memory.window > 1:
+        P = prompt_len or max(int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets"))
+        replay = replay_spec(cfg.memory.window, rows, P, cfg.rollout.max_new_tokens)
+    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference, replay=replay,
                        entropy_coef=cfg.algo.entropy_coef if cfg.algo.entropy_target > 0 else None)
     shapes = jax.eval_shape(make, pp, mp)
     st_sh = train_state_shardings(shapes, mesh, rules)

@@ -9,11 +9,13 @@ import optax
 from flax import nnx, struct
 
 from rlvr_jax.config import ConfigError
+from rlvr_jax.train.replay import empty_replay
 
 
 @struct.dataclass
 class TrainState:
-    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0."""
+    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0; `replay` is None
+    unless memory.window > 1 (train/replay.py)."""
 
     step: jax.Array
     policy: Any  # nnx.State of the policy's Params
@@ -24,6 +26,7 @@ class TrainState:
     rng: jax.Array  # raw uint32 key data (checkpoint friendly)
     nonfinite: jax.Array  # updates skipped for a non-finite loss or gradient
     entropy_coef: Any = None  # float32 scalar: the adaptive entropy coefficient (None unless algo.entropy_target > 0)
+    replay: Any = None  # dict of the memory's replayed batches (train/replay.py) or None
 
 
 def _schedule(optim, steps: int):
@@ -67,11 +70,12 @@ def params_of(model: nnx.Module):
     return graphdef, params
 
 
-def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entropy_coef: float | None = None):
+def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entropy_coef: float | None = None,
+                replay=None):
     """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped).
 
     entropy_coef: the adaptive entropy coefficient's start (algo.entropy_coef) when algo.entropy_target > 0.
-    """
+    replay: `train.replay.replay_spec(...)` of the memory's replay (None: no replay, memory.window = 1)."""
     def make(pp, mp) -> TrainState:
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -83,17 +87,19 @@ def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entrop
             rng=jax.random.key_data(jax.random.key(seed)),
             nonfinite=jnp.zeros((), jnp.int32),
             entropy_coef=None if entropy_coef is None else jnp.asarray(entropy_coef, jnp.float32),
+            replay=empty_replay(replay),
         )
     return make
 
 
 def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
-               keep_reference: bool, entropy_coef: float | None = None) -> tuple[TrainState, Any, Any]:
+               keep_reference: bool, entropy_coef: float | None = None, replay=None) -> tuple[TrainState, Any, Any]:
     """(state, policy_graphdef, memory_graphdef) from live models, built eagerly on their devices
     (`train.program.TrainProgram.init_state` builds the same state on its shardings)."""
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
-    make = state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference, entropy_coef=entropy_coef)
+    make = state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference, entropy_coef=entropy_coef,
+                       replay=replay)
     return make(pp, mp), pg, mg
 
 
@@ -104,7 +110,7 @@ def merge(graphdef, params):
 
 def train_state_shardings(state: TrainState, mesh, rules):
     """NamedShardings for a TrainState: params per the logical rules, optimiser moments like their params,
-    everything else (step, counters, RNG, optimiser counts) replicated."""
+    everything else (step, counters, RNG, optimiser counts, the memory's replay) replicated."""
     from jax.sharding import NamedSharding, PartitionSpec
 
     from rlvr_jax.parallel.sharding import state_shardings
@@ -133,4 +139,5 @@ def train_state_shardings(state: TrainState, mesh, rules):
         rng=replicated,
         nonfinite=replicated,
         entropy_coef=None if state.entropy_coef is None else replicated,
+        replay=jax.tree.map(lambda _: replicated, state.replay),
     )

@@ -15,6 +15,10 @@ N response slots):
   success_B, valid_B                      for the memory loss (memory.train_on) and padding rows
 With `algo.share_prompt` each group's prompt is run once per forward (see
 `response_logprobs_and_entropy`); micro-batches are made of whole groups.
+
+With memory.window > 1 the memory's CE also covers the replayed batches of `state.replay` (train/replay.py),
+and the step's batch is written into it. Metrics include `sampling_entropy` (every run) and, with a memory,
+the tilt diagnostics of `algos.tilt_stats` on this batch before the update.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
-from rlvr_jax.models.scoring import response_logprobs_and_entropy
+from rlvr_jax.models.scoring import response_hidden, response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import adapt_entropy_coef, norm_tokens_of, policy_objective
 from rlvr_jax.algos.policy_losses import needs_key
+from rlvr_jax.algos.tilt_stats import masked_sums, tilt_means, tilt_token_stats
+from rlvr_jax.train.replay import push, replay_chunks
 from rlvr_jax.train.state import TrainState, clip_scale, merge
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
@@ -64,7 +70,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         return 1
 
     def logprobs(model, mb):
-        G = share_groups(mb["adv_B"].shape[0])
+        G = share_groups(mb["response_BxN"].shape[0])
         return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
                                              G, algo.logprob_chunk)
 
@@ -94,6 +100,44 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         w = met["memory_tokens"] / jnp.maximum(total_tokens, 1.0)
         return loss * w, met
 
+    def selected_tokens(b):
+        """Response tokens of the rollouts the memory learns from (any leading axes)."""
+        rows = memory_rollouts(b["success_B"], b["valid_B"], cfg.memory.train_on)
+        return jnp.sum(b["mask_BxN"] & rows[..., None]).astype(jnp.float32)
+
+    def replay_grads(params, replay, total_tokens):
+        """(loss, grads) of the memory CE over the replayed batches, each split like the step's micro-batches;
+        weighted by their share of `total_tokens`, so they add to the batch's exactly."""
+        chunks = replay_chunks(replay, M)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+
+        def body(carry, mb):
+            loss_acc, g_acc = carry
+            (ml, _), g = mgrad(params, mb, total_tokens)
+            return (loss_acc + ml, jax.tree.map(jnp.add, g_acc, g)), None
+        (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), chunks)
+        return loss, grads
+
+    mgrad = jax.value_and_grad(mem_loss, has_aux=True)
+
+    def tilt_metrics(state, micro):
+        """DLC tilt diagnostics (algos/tilt_stats.py) of the policy and memory before the update, over the
+        response tokens of the micro-batches `micro` [M, rows, ...] (no gradient; [rows, chunk, V] logits)."""
+        policy = merge(policy_graphdef, jax.lax.stop_gradient(state.policy))
+        memory = merge(memory_graphdef, jax.lax.stop_gradient(state.memory))
+
+        def chunk_sums(h, hm, tokens, mask):
+            return masked_sums(tilt_token_stats(policy.project(h), memory.project(hm), tokens, cfg.memory.mu), mask)
+
+        def sums(mb):
+            G = share_groups(mb["response_BxN"].shape[0])
+            hidden = [response_hidden(m, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"], G)
+                      for m in (policy, memory)]
+            mask = mb["mask_BxN"] & mb["valid_B"][:, None]
+            return sequence_chunk_sums(chunk_sums, algo.logprob_chunk, *hidden, mb["response_BxN"], mask)
+        total = jax.tree.map(lambda x: jnp.sum(x, 0), jax.lax.map(sums, micro))
+        return tilt_means(total)
+
     def train_step(state: TrainState, batch: dict):
         B = batch["adv_B"].shape[0]
         # micro-batches of whole groups when the forward shares prompts, else of strided rows: either way
@@ -107,15 +151,16 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
                                        norm_tokens_of(algo, max_new, mask_all))
         totals = (total_den, jnp.sum(mask_all).astype(jnp.float32))
         mem_rows = batch["valid_B"]
-        mem_total = jnp.sum(batch["mask_BxN"] & memory_rollouts(batch["success_B"], batch["valid_B"],
-                                                                cfg.memory.train_on)[:, None]).astype(jnp.float32)
+        mem_total = selected_tokens(batch)
+        replay = state.replay
+        if mem_on and replay is not None:  # memory.window > 1: the CE is the token mean over batch and replay
+            mem_total = mem_total + selected_tokens(replay)
         # micro-batch m takes groups (rows when G = 1) m, m + M, m + 2M, ...
         micro = jax.tree.map(
             lambda x: x.reshape(B // (M * G), M, G, *x.shape[1:]).swapaxes(0, 1).reshape(M, B // M, *x.shape[1:]),
             batch)
 
         pgrad = jax.value_and_grad(policy_loss, has_aux=True)
-        mgrad = jax.value_and_grad(mem_loss, has_aux=True)
         # a policy loss that draws (clip_cov) gets a key of this update and micro-batch, apart from sampling's
         key = (jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), 0xC0F), state.step)
                if needs_key(algo.policy_loss) else None)
@@ -147,6 +192,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
             met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
             carry0 = (zeros_p, zeros_m, zero, met0, zero)
             (g_p, g_m, loss, metrics, mloss), _ = jax.lax.scan(body, carry0, (micro, jnp.arange(M)))
+        if mem_on and replay is not None:
+            rloss, g_r = replay_grads(state.memory, replay, mem_total)
+            mloss, g_m = mloss + rloss, jax.tree.map(jnp.add, g_m, g_r)
 
         # a NaN or inf anywhere in a gradient makes its global norm non-finite: one pass, shared with the metric
         grad_norm = optax.global_norm(g_p)
@@ -167,8 +215,9 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
                             else (st.memory, st.memory_opt))
             coef = (None if st.entropy_coef is None
                     else adapt_entropy_coef(st.entropy_coef, metrics["entropy"], algo))
+            new_replay = push(st.replay, batch) if mem_on and st.replay is not None else st.replay
             return st.replace(step=st.step + 1, policy=policy, policy_opt=popt, memory=memory, memory_opt=mopt,
-                              entropy_coef=coef)
+                              entropy_coef=coef, replay=new_replay)
 
         def skip(st):
             return st.replace(nonfinite=st.nonfinite + 1)
@@ -178,13 +227,29 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         metrics = dict(metrics)
         metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
+        # a Monte-Carlo estimate of the sampling distribution's per-token entropy along the rollouts
+        metrics["sampling_entropy"] = -jnp.sum(jnp.where(mask_all, batch["logp_sampler_BxN"], 0.0)) / jnp.maximum(
+            jnp.sum(mask_all), 1)
         if mem_on:
             metrics.update(memory_loss=mloss, memory_grad_norm=memory_grad_norm)
+            metrics.update(tilt_metrics(state, micro))
         if state.entropy_coef is not None:
             metrics.update(entropy_coef=state.entropy_coef)
         return new_state, metrics
 
     return train_step
+
+
+def sequence_chunk_sums(fn, chunk: int, *xs_BxT):
+    """fn(*chunks) summed over chunks of `chunk` positions of the arrays [B, T, ...] (T padded with zeros:
+    pad positions must add nothing, e.g. a False mask), so at most [B, chunk, V] logits live at once."""
+    T = xs_BxT[0].shape[1]
+    if T <= chunk:
+        return fn(*xs_BxT)
+    n = -(-T // chunk)
+    pads = [jnp.pad(x, ((0, 0), (0, n * chunk - T)) + ((0, 0),) * (x.ndim - 2)) for x in xs_BxT]
+    split = tuple(x.reshape(x.shape[0], n, chunk, *x.shape[2:]).swapaxes(0, 1) for x in pads)
+    return jax.tree.map(lambda v: jnp.sum(v, 0), jax.lax.map(lambda c: fn(*c), split))
 
 
 def batch_from_rollout(rollout, adv_B, success_B, valid_B):

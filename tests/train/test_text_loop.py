@@ -70,6 +70,20 @@ def _jsonl(path):
         return [json.loads(line) for line in f]
 
 
+def test_memory_window_and_tilt_metrics_on_the_text_path(model_dir, tmp_path):
+    """memory.window = 2 on text prompts (the replay holds them at the largest prompt bucket): the replay fills,
+    and every step's metrics.jsonl row has the tilt diagnostics and sampling_entropy."""
+    out = loop.run(_cfg(model_dir, tmp_path, **{"memory.enabled": True, "memory.width_ratio": 0.5,
+                                                "memory.num_layers": 1, "memory.window": 2, "train.steps": 2,
+                                                "log.samples": 0}))
+    replay = jax.device_get(out["state"].replay)
+    assert replay["prompt_BxP"].shape == (1, 8, 16) and bool(np.all(replay["valid_B"]))
+    rows = [r for r in _jsonl(tmp_path / "metrics.jsonl") if "loss" in r]
+    keys = {"memory_kl", "tilt_slope", "tilt_temperature", "tilt_entropy", "memory_lag_ce", "sampling_entropy"}
+    assert len(rows) == 2 and all(keys <= set(r) for r in rows)
+    assert all(r["memory_kl"] > 0 and r["sampling_entropy"] > 0 for r in rows)
+
+
 @pytest.fixture(scope="module")
 def full_run(model_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("full")
