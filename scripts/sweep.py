@@ -51,9 +51,9 @@ from sweep_report import (LABELS, MODE_METRICS, STYLE, aggregate, at_matched_pas
                           seed_stats, table_md)
 
 # training metrics kept per step in summary.json (those a run logs): success, entropies, the DLC tilt's diagnostics
-TRAIN_KEYS = ("correct_mean", "entropy", "sampling_entropy", "tilt_entropy", "policy_entropy_t1", "memory_kl",
-              "tilt_temperature", "memory_lag_ce", "memory_loss", "entropy_coef", "tis_weight_mean",
-              "tis_frac_capped", "sampler_logp_gap", "clip_frac_high", "clip_frac_low")
+TRAIN_KEYS = ("correct_mean", "entropy", "sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope",
+              "memory_lag_ce", "memory_loss", "entropy_coef", "tis_weight_mean", "tis_frac_capped",
+              "sampler_logp_gap", "clip_frac_high", "clip_frac_low", "cov_frac", "entropy_kept_frac")
 # the default method list: the GRPO family and the paper's two cures (scripts/cures.py runs every cure)
 METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "dapo", "iac", "dlc", "iac_dlc")
 

@@ -8,9 +8,17 @@ import os
 import numpy as np
 
 LABELS = {"grpo": "GRPO", "dr_grpo": "Dr.GRPO", "rloo": "RLOO", "reinforce_pp": "REINFORCE++", "dapo": "DAPO",
-          "iac": "IAC", "dlc": "DLC", "iac_dlc": "IAC+DLC"}
+          "iac": "IAC", "dlc": "DLC", "iac_dlc": "IAC+DLC", "pass_at_k": "Pass@k-Training", "pkpo": "PKPO",
+          "w_reinforce": "W-REINFORCE", "psr": "PSR", "nsr": "NSR", "qae": "QAE", "unlikely": "Unlikeliness",
+          "clip_cov": "Clip-Cov", "kl_cov": "KL-Cov", "high_entropy": "80/20 high-entropy",
+          "adaptive_entropy": "Adaptive entropy", "gspo": "GSPO",
+          "grpo@algo.entropy_target=0.6": "Adaptive entropy (target 0.6)"}
 STYLE = {"grpo": ("C3", "-"), "dr_grpo": ("C1", "--"), "rloo": ("C5", "--"), "reinforce_pp": ("C7", ":"),
-         "dapo": ("C4", "-."), "iac": ("C0", "-"), "dlc": ("C2", "-"), "iac_dlc": ("C9", "-")}
+         "dapo": ("C4", "-."), "iac": ("C0", "-"), "dlc": ("C2", "-"), "iac_dlc": ("C9", "-"),
+         "pass_at_k": ("C6", "-"), "pkpo": ("C6", "--"), "w_reinforce": ("C8", "-"), "psr": ("C8", ":"),
+         "nsr": ("C8", "--"), "qae": ("C1", "-"), "unlikely": ("C5", "-"), "clip_cov": ("C4", "--"),
+         "kl_cov": ("C4", ":"), "high_entropy": ("C7", "-"), "adaptive_entropy": ("C7", "--"), "gspo": ("C9", "--"),
+         "grpo@algo.entropy_target=0.6": ("C7", "--")}
 # (headline key, table/panel title); pass@k rows are added for the configured ks
 MODE_METRICS = (("eval/mass_correct", "P(correct)"), ("eval/coverage_rel", "coverage (# correct >= 1% of P(correct))"),
                 ("eval/entropy_norm", "entropy over correct (norm.)"), ("eval/tv", "over-sharpening TV vs base"),
@@ -19,6 +27,8 @@ MODE_METRICS = (("eval/mass_correct", "P(correct)"), ("eval/coverage_rel", "cove
 
 def label(method: str) -> str:
     """Display name of a method spec: the variant's label, then its overrides (`dlc@memory.mu=1.0` -> DLC mu=1.0)."""
+    if method in LABELS:
+        return LABELS[method]
     variant, *sets = method.split("@")
     return " ".join([LABELS.get(variant, variant)] + [s.split(".", 1)[-1] for s in sets])
 

@@ -74,7 +74,7 @@ def test_headline_rows_are_the_final_step_with_the_seed_half_width(cures):
 def test_train_diagnostics_average_steps_then_seeds(cures):
     d = cures.train_means(_summary(["dlc"], [0.2]), "dlc")
     assert d["tilt_entropy"] == pytest.approx((2.0 + 2.0) / 2)  # seed 1: mean(1, 3) = 2; seed 2: 2
-    assert d["memory_kl"] == pytest.approx(0.2) and d["tilt_temperature"] is None
+    assert d["memory_kl"] == pytest.approx(0.2) and d["tilt_slope"] is None
 
 
 def test_report_writes_headline_md(cures, tmp_path):
