@@ -56,6 +56,11 @@ DLC_STUDY = (
     "grpo@rollout.temperature=1.25", "grpo@rollout.temperature=1.5", "grpo@rollout.temperature=2.0",
 )
 STUDY_TASK = "sum_pair"
+# With one on-policy update per batch (the comparison's setting) the ratio r is 1 up to float error: the PPO clip
+# never acts, Clip-Cov finds no clipped token to skip and KL-Cov's |log r| is ~0. Their papers update off-policy
+# (several mini-batches per batch), so the token methods are also run with 4 updates per batch.
+TOKEN_STUDY = ("grpo@algo.mini_batches=4", "clip_cov@algo.mini_batches=4", "kl_cov@algo.mini_batches=4",
+               "gspo@algo.mini_batches=4")
 # train-time diagnostics (means over steps, then seeds): sampling_entropy is every run's Monte-Carlo entropy of what
 # was sampled (so DLC and plain-temperature runs compare on it); the rest are DLC's (algos/tilt_stats.py)
 DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_lag_ce", "tis_frac_capped")
@@ -64,7 +69,7 @@ DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_l
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures", "cures"))
-    p.add_argument("--part", choices=("all", "compare", "dlc", "report"), default="all")
+    p.add_argument("--part", choices=("all", "compare", "dlc", "token", "report"), default="all")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (one per task)")
     p.add_argument("--quick", action="store_true", help="smoke: grpo and iac only, 1 seed, the sweep's --quick")
@@ -201,6 +206,30 @@ def study_table(study, main) -> str:
     return "\n".join(lines) + "\n"
 
 
+def token_table(token, main) -> str:
+    """The token-level methods at 1 and at 4 updates per batch: final metrics and how often their mechanism acts."""
+    kmax = max(main["ks"])
+    heads = ["updates/batch", "pass@1", f"pass@{kmax}", "coverage", "TV", "clipped tokens", "cov-selected tokens"]
+    lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for src, methods, n in ((main, ("grpo", "clip_cov", "kl_cov", "gspo"), 1),
+                            (token, token["methods"] if token else (), 4)):
+        for m in methods if src else ():
+            if m not in src["aggregate"]:
+                continue
+            agg = src["aggregate"][m]
+            runs = src["runs"][m]
+
+            def mean_of(keys):
+                v = [sum(r.get(k, 0.0) for k in keys) for run in runs for r in run["train"]
+                     if any(k in r for k in keys)]
+                return "n/a" if not v else f"{np.mean(v):.4f}"
+            vals = [str(n), _cell(agg["metrics"]["eval/pass@1"][-1]), _cell(agg["metrics"][f"eval/pass@{kmax}"][-1]),
+                    _cell(agg["metrics"]["eval/coverage_rel"][-1], 2), _cell(agg["metrics"]["eval/tv"][-1]),
+                    mean_of(("clip_frac_low", "clip_frac_high")), mean_of(("cov_frac",))]
+            lines.append(f"| {label(m.split('@')[0])} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def report(out: str) -> str:
     summaries = {t: _load(out, t) for t in TASKS}
     study = _load(out, "dlc_study")
@@ -218,6 +247,12 @@ def report(out: str) -> str:
                   "the tilt's effective temperature (1 / the slope of z - mu z_memory on z; plain temperature for "
                   "the temperature controls) and the memory's lag (its cross-entropy on the fresh rollouts minus "
                   "the policy's).", "", study_table(study, summaries[STUDY_TASK])]
+        token = _load(out, "token_study")
+        if token:
+            parts += ["## Token-level methods off-policy (" + STUDY_TASK + ")", "",
+                      "The same methods with 4 optimiser updates per batch of rollouts (algo.mini_batches=4), where "
+                      "the ratio leaves 1 and the clip and the covariance selections act; shares of response "
+                      "tokens, means over the training steps.", "", token_table(token, summaries[STUDY_TASK])]
     text = "\n".join(parts)
     with open(os.path.join(out, "headline.md"), "w") as f:
         f.write(text)
@@ -241,6 +276,13 @@ def main(argv=None):
                   for i in range(min(a.jobs, len(study)))]
         run_all(halves, a.jobs, logs)
         run_all([("dlc_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+    if a.part in ("all", "token"):
+        study = TOKEN_STUDY[:2] if a.quick else TOKEN_STUDY
+        where = os.path.join(a.out, "token_study")
+        halves = [(f"token_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
+                  for i in range(min(a.jobs, len(study)))]
+        run_all(halves, a.jobs, logs)
+        run_all([("token_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
     text = report(a.out)
     print(text)
     print(f"[cures] wrote {os.path.join(a.out, 'headline.md')} in {time.time() - t0:.0f} s")

@@ -17,7 +17,7 @@ def cures(load_script):
 
 def test_every_method_and_study_run_is_a_valid_config(sweep, cures):
     base = sweep.load_config(sweep.parse_args([]).config, [], quick=True)
-    for spec in cures.METHODS + cures.DLC_STUDY:
+    for spec in cures.METHODS + cures.DLC_STUDY + cures.TOKEN_STUDY:
         cfg = sweep.method_config(base, spec, 1)  # raises a ConfigError for an unknown variant or field
         for item in spec.split("@")[1:]:
             key, val = item.split("=")
@@ -84,3 +84,7 @@ def test_report_writes_headline_md(cures, tmp_path):
     text = cures.report(str(tmp_path))
     assert (tmp_path / "headline.md").read_text() == text
     assert "## DLC study (sum_pair)" in text and "| DLC |" in text
+    (tmp_path / "token_study").mkdir()
+    (tmp_path / "token_study" / "summary.json").write_text(json.dumps(_summary(["gspo@algo.mini_batches=4"], [0.3])))
+    text = cures.report(str(tmp_path))
+    assert "## Token-level methods off-policy" in text and "| GSPO | 4 |" in text
