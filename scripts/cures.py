@@ -29,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from sweep_report import label  # noqa: E402
+from sweep_report import at_matched_pass1, label  # noqa: E402
 
 TASKS = {"sum_pair": "configs/sweep.py", "countdown_small": "configs/sweep_countdown.py"}
 # Skywork-OR1's target (0.2) is for an LM's token entropy; these policies start near 1.0 and GRPO takes them to
@@ -61,6 +61,11 @@ STUDY_TASK = "sum_pair"
 # (several mini-batches per batch), so the token methods are also run with 4 updates per batch.
 TOKEN_STUDY = ("grpo@algo.mini_batches=4", "clip_cov@algo.mini_batches=4", "kl_cov@algo.mini_batches=4",
                "gspo@algo.mini_batches=4")
+# NSR and W-REINFORCE have no baseline: at these tasks' base success (~7%) nearly every sample is pushed down at
+# full weight, and at the comparison's learning rate (1e-3) both collapse to no correct answer; are they step-size
+# bound? The same two at a tenth of the learning rate.
+STEP_STUDY = ("nsr@optim.learning_rate=0.0001", "w_reinforce@optim.learning_rate=0.0001")
+EXTRA_STUDY = TOKEN_STUDY + STEP_STUDY
 # train-time diagnostics (means over steps, then seeds): sampling_entropy is every run's Monte-Carlo entropy of what
 # was sampled (so DLC and plain-temperature runs compare on it); the rest are DLC's (algos/tilt_stats.py)
 DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_lag_ce", "tis_frac_capped")
@@ -69,7 +74,7 @@ DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_l
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures", "cures"))
-    p.add_argument("--part", choices=("all", "compare", "dlc", "token", "report"), default="all")
+    p.add_argument("--part", choices=("all", "compare", "dlc", "extra", "report"), default="all")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (one per task)")
     p.add_argument("--quick", action="store_true", help="smoke: grpo and iac only, 1 seed, the sweep's --quick")
@@ -154,13 +159,29 @@ def headline(summaries: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def matched_table(summary) -> str:
-    """Each method at the anchor's final pass@1 (sweep's at_equal_pass1), as one markdown table."""
-    mt = summary["at_equal_pass1"]
+def common_target(summary, factor: float = 1.5) -> float:
+    """The lowest final pass@1 among the methods that learned (final pass@1 >= factor x the base's): every one of
+    them reaches it, so all of them are compared at one pass@1."""
+    base = summary["base"]["headline"]["eval/pass@1"]
+    finals = [a["metrics"]["eval/pass@1"][-1]["mean"] for a in summary["aggregate"].values()]
+    learned = [f for f in finals if f is not None and f >= factor * base]
+    return min(learned) if learned else base
+
+
+def matched_table(summary, common: bool = False) -> str:
+    """Each method where its seed-mean pass@1 first reaches the anchor's final pass@1 (GRPO's; with common=True
+    the `common_target`), as one markdown table."""
     kmax = max(summary["ks"])
     keys = (f"eval/pass@{kmax}", "eval/coverage_rel", "eval/entropy_norm", "eval/tv")
-    lines = [f"At equal pass@1 = {mt['pass@1']:.3f} ({label(mt['anchor'])}'s final value; n/a: never reaches it):",
-             "", f"| method | pass@{kmax} | coverage | entropy | TV |", "|---|---|---|---|---|"]
+    if common:
+        target = common_target(summary)
+        mt = at_matched_pass1(summary["aggregate"], "eval/pass@1", list(keys), target=target)
+        title = (f"At the common pass@1 = {target:.3f} (the lowest final pass@1 of the methods that learned, final "
+                 f"pass@1 >= 1.5 x the base's; n/a: never reaches it):")
+    else:
+        mt = summary["at_equal_pass1"]
+        title = f"At equal pass@1 = {mt['pass@1']:.3f} ({label(mt['anchor'])}'s final value; n/a: never reaches it):"
+    lines = [title, "", f"| method | pass@{kmax} | coverage | entropy | TV |", "|---|---|---|---|---|"]
     for m in summary["methods"]:
         vals = [mt.get(m, {}).get(k) for k in keys]
         lines.append(f"| {label(m)} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in vals) + " |")
@@ -206,8 +227,9 @@ def study_table(study, main) -> str:
     return "\n".join(lines) + "\n"
 
 
-def token_table(token, main) -> str:
+def token_table(extra, main) -> str:
     """The token-level methods at 1 and at 4 updates per batch: final metrics and how often their mechanism acts."""
+    token = None if extra is None else dict(extra, methods=[m for m in extra["methods"] if m in TOKEN_STUDY])
     kmax = max(main["ks"])
     heads = ["updates/batch", "pass@1", f"pass@{kmax}", "coverage", "TV", "clipped tokens", "cov-selected tokens"]
     lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
@@ -230,6 +252,22 @@ def token_table(token, main) -> str:
     return "\n".join(lines) + "\n"
 
 
+def step_table(extra, main) -> str:
+    """NSR and W-REINFORCE at the comparison's learning rate and at a tenth of it."""
+    kmax = max(main["ks"])
+    lines = [f"| method | learning rate | pass@1 | pass@{kmax} | coverage | TV |", "|---|---|---|---|---|---|"]
+    for src, methods in ((main, ("nsr", "w_reinforce")), (extra, [m for m in extra["methods"] if m in STEP_STUDY])):
+        for m in methods:
+            if m not in src["aggregate"]:
+                continue
+            agg = src["aggregate"][m]["metrics"]
+            lr = m.split("learning_rate=")[1] if "learning_rate=" in m else "0.001"
+            lines.append(f"| {label(m.split('@')[0])} | {lr} | {_cell(agg['eval/pass@1'][-1])} | "
+                         f"{_cell(agg[f'eval/pass@{kmax}'][-1])} | {_cell(agg['eval/coverage_rel'][-1], 2)} | "
+                         f"{_cell(agg['eval/tv'][-1])} |")
+    return "\n".join(lines) + "\n"
+
+
 def report(out: str) -> str:
     summaries = {t: _load(out, t) for t in TASKS}
     study = _load(out, "dlc_study")
@@ -238,7 +276,7 @@ def report(out: str) -> str:
              "P(correct); TV: total variation to the base policy among correct answers.", "", headline(summaries)]
     for t in TASKS:
         if summaries.get(t):
-            parts += [f"## {t}", "", matched_table(summaries[t])]
+            parts += [f"## {t}", "", matched_table(summaries[t]), matched_table(summaries[t], common=True)]
     if summaries.get(STUDY_TASK):
         parts += ["## DLC study (" + STUDY_TASK + ")", "",
                   "Diagnostics are means over the training steps: the entropy of what was sampled (minus the mean "
@@ -247,12 +285,14 @@ def report(out: str) -> str:
                   "the tilt's effective temperature (1 / the slope of z - mu z_memory on z; plain temperature for "
                   "the temperature controls) and the memory's lag (its cross-entropy on the fresh rollouts minus "
                   "the policy's).", "", study_table(study, summaries[STUDY_TASK])]
-        token = _load(out, "token_study")
-        if token:
+        extra = _load(out, "extra_study")
+        if extra:
             parts += ["## Token-level methods off-policy (" + STUDY_TASK + ")", "",
                       "The same methods with 4 optimiser updates per batch of rollouts (algo.mini_batches=4), where "
                       "the ratio leaves 1 and the clip and the covariance selections act; shares of response "
-                      "tokens, means over the training steps.", "", token_table(token, summaries[STUDY_TASK])]
+                      "tokens, means over the training steps.", "", token_table(extra, summaries[STUDY_TASK]),
+                      "## NSR and W-REINFORCE at a tenth of the learning rate (" + STUDY_TASK + ")", "",
+                      step_table(extra, summaries[STUDY_TASK])]
     text = "\n".join(parts)
     with open(os.path.join(out, "headline.md"), "w") as f:
         f.write(text)
@@ -276,13 +316,13 @@ def main(argv=None):
                   for i in range(min(a.jobs, len(study)))]
         run_all(halves, a.jobs, logs)
         run_all([("dlc_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
-    if a.part in ("all", "token"):
-        study = TOKEN_STUDY[:2] if a.quick else TOKEN_STUDY
-        where = os.path.join(a.out, "token_study")
-        halves = [(f"token_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
+    if a.part in ("all", "extra"):
+        study = TOKEN_STUDY[:1] + STEP_STUDY[:1] if a.quick else EXTRA_STUDY
+        where = os.path.join(a.out, "extra_study")
+        halves = [(f"extra_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
                   for i in range(min(a.jobs, len(study)))]
         run_all(halves, a.jobs, logs)
-        run_all([("token_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+        run_all([("extra_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
     text = report(a.out)
     print(text)
     print(f"[cures] wrote {os.path.join(a.out, 'headline.md')} in {time.time() - t0:.0f} s")

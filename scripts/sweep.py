@@ -153,7 +153,8 @@ def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, 
         memory = build_memory(cfg, policy_template)
         policy = nnx.merge(pg, jax.tree.map(jnp.copy, base_params))
         updates = steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches  # the schedule's length
-        program = train_program(cfg, policy, memory, parallel.single_device_mesh(), updates)
+        program = train_program(cfg, policy, memory, parallel.single_device_mesh(), updates,
+                                prompt_len=task.prompt_len)  # the memory.window replay's prompt width
         state = program.init_state(policy, memory)
         if fns is None:  # same structure for every seed: compile once per method
             scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)

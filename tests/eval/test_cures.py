@@ -17,7 +17,7 @@ def cures(load_script):
 
 def test_every_method_and_study_run_is_a_valid_config(sweep, cures):
     base = sweep.load_config(sweep.parse_args([]).config, [], quick=True)
-    for spec in cures.METHODS + cures.DLC_STUDY + cures.TOKEN_STUDY:
+    for spec in cures.METHODS + cures.DLC_STUDY + cures.EXTRA_STUDY:
         cfg = sweep.method_config(base, spec, 1)  # raises a ConfigError for an unknown variant or field
         for item in spec.split("@")[1:]:
             key, val = item.split("=")
@@ -52,7 +52,8 @@ def _summary(methods, pass1, kmax=8):
     def st(x):
         return {"mean": x, "lo": x - 0.1, "hi": x + 0.1, "n": 3}
     agg = {m: {"metrics": {"eval/pass@1": [st(0.1), st(p)], f"eval/pass@{kmax}": [st(0.9), st(0.5 + p)],
-                           "eval/coverage_rel": [st(4.0), st(2.0)], "eval/tv": [st(0.0), st(0.3)]}}
+                           "eval/coverage_rel": [st(4.0), st(2.0)], "eval/tv": [st(0.0), st(0.3)],
+                           "eval/entropy_norm": [st(0.9), st(0.4)]}}
            for m, p in zip(methods, pass1)}
     runs = {m: [{"train": [{"step": 1, "tilt_entropy": 1.0, "memory_kl": 0.2}, {"step": 2, "tilt_entropy": 3.0}]},
                 {"train": [{"step": 1, "tilt_entropy": 2.0}]}] for m in methods}
@@ -84,7 +85,16 @@ def test_report_writes_headline_md(cures, tmp_path):
     text = cures.report(str(tmp_path))
     assert (tmp_path / "headline.md").read_text() == text
     assert "## DLC study (sum_pair)" in text and "| DLC |" in text
-    (tmp_path / "token_study").mkdir()
-    (tmp_path / "token_study" / "summary.json").write_text(json.dumps(_summary(["gspo@algo.mini_batches=4"], [0.3])))
+    (tmp_path / "extra_study").mkdir()
+    extra = _summary(["gspo@algo.mini_batches=4", "nsr@optim.learning_rate=0.0001"], [0.3, 0.05])
+    (tmp_path / "extra_study" / "summary.json").write_text(json.dumps(extra))
     text = cures.report(str(tmp_path))
     assert "## Token-level methods off-policy" in text and "| GSPO | 4 |" in text
+    assert "| NSR | 0.0001 | 0.050 ± 0.100 |" in text
+
+
+def test_common_target_is_the_lowest_final_pass1_of_the_methods_that_learned(cures):
+    s = _summary(["grpo", "iac", "nsr"], [0.2, 0.3, 0.0])  # base pass@1 0.1: nsr did not learn (0 < 0.15)
+    assert cures.common_target(s) == pytest.approx(0.2)
+    text = cures.matched_table(s, common=True)
+    assert text.startswith("At the common pass@1 = 0.200")
