@@ -66,6 +66,11 @@ TOKEN_STUDY = ("grpo@algo.mini_batches=4", "clip_cov@algo.mini_batches=4", "kl_c
 # bound? The same two at a tenth of the learning rate.
 STEP_STUDY = ("nsr@optim.learning_rate=0.0001", "w_reinforce@optim.learning_rate=0.0001")
 EXTRA_STUDY = TOKEN_STUDY + STEP_STUDY
+# Three seeds leave GRPO's pass@128 interval +-0.6 wide. DLC against the temperature controls at matched sampling
+# entropy (DLC's 0.66 sits near T = 1.25's 0.64; DLC with the TIS correction, 0.70, between T = 1.25 and 1.5) with
+# eight seeds each.
+DLC_SEEDS = ("grpo", "dlc", "dlc@algo.tis_cap=2.0", "grpo@rollout.temperature=1.25", "grpo@rollout.temperature=1.5")
+MORE_SEEDS = 8
 # train-time diagnostics (means over steps, then seeds): sampling_entropy is every run's Monte-Carlo entropy of what
 # was sampled (so DLC and plain-temperature runs compare on it); the rest are DLC's (algos/tilt_stats.py)
 DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_lag_ce", "tis_frac_capped")
@@ -74,7 +79,7 @@ DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_l
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures", "cures"))
-    p.add_argument("--part", choices=("all", "compare", "dlc", "extra", "report"), default="all")
+    p.add_argument("--part", choices=("all", "compare", "dlc", "extra", "seeds", "report"), default="all")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (one per task)")
     p.add_argument("--quick", action="store_true", help="smoke: grpo and iac only, 1 seed, the sweep's --quick")
@@ -198,10 +203,10 @@ def train_means(summary, method) -> dict:
     return out
 
 
-def study_table(study, main) -> str:
+def study_table(study, main, main_methods=("grpo", "dlc")) -> str:
     """The DLC study's runs next to the main comparison's grpo and dlc: final metrics and train-time diagnostics."""
     rows = []
-    for src, methods in ((main, ("grpo", "dlc")), (study, study["methods"] if study else ())):
+    for src, methods in ((main, main_methods), (study, study["methods"] if study else ())):
         if src is None:
             continue
         for m in methods:
@@ -285,6 +290,11 @@ def report(out: str) -> str:
                   "the tilt's effective temperature (1 / the slope of z - mu z_memory on z; plain temperature for "
                   "the temperature controls) and the memory's lag (its cross-entropy on the fresh rollouts minus "
                   "the policy's).", "", study_table(study, summaries[STUDY_TASK])]
+        more = _load(out, "dlc_seeds")
+        if more:
+            n = len(next(iter(more["runs"].values())))
+            parts += [f"## DLC against temperature, {n} seeds (" + STUDY_TASK + ")", "",
+                      study_table(more, summaries[STUDY_TASK], main_methods=())]
         extra = _load(out, "extra_study")
         if extra:
             parts += ["## Token-level methods off-policy (" + STUDY_TASK + ")", "",
@@ -323,6 +333,14 @@ def main(argv=None):
                   for i in range(min(a.jobs, len(study)))]
         run_all(halves, a.jobs, logs)
         run_all([("extra_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+    if a.part in ("all", "seeds"):
+        study = DLC_SEEDS[:2] if a.quick else DLC_SEEDS
+        where = os.path.join(a.out, "dlc_seeds")
+        n = seeds if a.quick else MORE_SEEDS
+        halves = [(f"dlc_seeds_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, n, a.quick))
+                  for i in range(min(a.jobs, len(study)))]
+        run_all(halves, a.jobs, logs)
+        run_all([("dlc_seeds", sweep_cmd(STUDY_TASK, study, where, n, a.quick))], 1, logs)
     text = report(a.out)
     print(text)
     print(f"[cures] wrote {os.path.join(a.out, 'headline.md')} in {time.time() - t0:.0f} s")

@@ -17,7 +17,7 @@ def cures(load_script):
 
 def test_every_method_and_study_run_is_a_valid_config(sweep, cures):
     base = sweep.load_config(sweep.parse_args([]).config, [], quick=True)
-    for spec in cures.METHODS + cures.DLC_STUDY + cures.EXTRA_STUDY:
+    for spec in cures.METHODS + cures.DLC_STUDY + cures.EXTRA_STUDY + cures.DLC_SEEDS:
         cfg = sweep.method_config(base, spec, 1)  # raises a ConfigError for an unknown variant or field
         for item in spec.split("@")[1:]:
             key, val = item.split("=")
@@ -91,6 +91,10 @@ def test_report_writes_headline_md(cures, tmp_path):
     text = cures.report(str(tmp_path))
     assert "## Token-level methods off-policy" in text and "| GSPO | 4 |" in text
     assert "| NSR | 0.0001 | 0.050 ± 0.100 |" in text
+    (tmp_path / "dlc_seeds").mkdir()
+    (tmp_path / "dlc_seeds" / "summary.json").write_text(json.dumps(_summary(["grpo@rollout.temperature=1.5"], [0.2])))
+    text = cures.report(str(tmp_path))
+    assert "## DLC against temperature, 2 seeds (sum_pair)" in text and "| GRPO temperature=1.5 |" in text
 
 
 def test_common_target_is_the_lowest_final_pass1_of_the_methods_that_learned(cures):
