@@ -29,6 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from cures_plots import write_figures  # noqa: E402
 from sweep_report import at_matched_pass1, label  # noqa: E402
 
 TASKS = {"sum_pair": "configs/sweep.py", "countdown_small": "configs/sweep_countdown.py"}
@@ -73,7 +74,8 @@ DLC_SEEDS = ("grpo", "dlc", "dlc@algo.tis_cap=2.0", "grpo@rollout.temperature=1.
 MORE_SEEDS = 8
 # train-time diagnostics (means over steps, then seeds): sampling_entropy is every run's Monte-Carlo entropy of what
 # was sampled (so DLC and plain-temperature runs compare on it); the rest are DLC's (algos/tilt_stats.py)
-DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_lag_ce", "tis_frac_capped")
+DIAG = ("sampling_entropy", "tilt_entropy", "memory_kl", "tilt_slope", "memory_lag_ce", "tis_frac_capped",
+        "sampler_logp_gap")
 
 
 def parse_args(argv=None):
@@ -213,8 +215,8 @@ def study_table(study, main, main_methods=("grpo", "dlc")) -> str:
             if m in src["aggregate"]:
                 rows.append((src, m))
     kmax = max(main["ks"])
-    heads = ["pass@1", f"pass@{kmax}", "coverage", "TV", "sampling entropy", "KL(policy||memory)", "T_eff",
-             "memory lag CE"]
+    heads = ["pass@1", f"pass@{kmax}", "coverage", "TV", "sampling entropy", "KL(sampling||policy)",
+             "KL(policy||memory)", "T_eff", "memory lag CE"]
     lines = ["| run | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for src, m in rows:
         agg = src["aggregate"]
@@ -226,8 +228,10 @@ def study_table(study, main, main_methods=("grpo", "dlc")) -> str:
             t_eff = float(m.split("temperature=")[1].split("@")[0])
         vals = [_cell(_final(agg, m, "eval/pass@1")), _cell(_final(agg, m, f"eval/pass@{kmax}")),
                 _cell(_final(agg, m, "eval/coverage_rel"), 2), _cell(_final(agg, m, "eval/tv"))]
-        vals += ["n/a" if v is None else f"{v:.3f}" for v in (d["sampling_entropy"], d["memory_kl"], t_eff,
-                                                              d["memory_lag_ce"])]
+        # the mean of logp_policy - logp_sampler over the sampled tokens estimates -KL(sampling || policy)
+        kl_sp = None if d["sampler_logp_gap"] is None else -d["sampler_logp_gap"]
+        diag = (d["sampling_entropy"], kl_sp, d["memory_kl"], t_eff, d["memory_lag_ce"])
+        vals += ["n/a" if v is None else f"{round(v, 3) + 0.0:.3f}" for v in diag]  # + 0.0: no "-0.000"
         lines.append(f"| {label(m)} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
@@ -286,7 +290,9 @@ def report(out: str) -> str:
         parts += ["## DLC study (" + STUDY_TASK + ")", "",
                   "Diagnostics are means over the training steps: the entropy of what was sampled (minus the mean "
                   "sampler log-prob per response token: the tilted distribution under DLC, the tempered one under "
-                  "a temperature), KL(policy || memory) per token on the step's rollouts before the memory's update, "
+                  "a temperature), KL(sampling || policy) per token (how far the tilt or the temperature moves "
+                  "sampling off the policy, estimated on the sampled tokens), KL(policy || memory) per token on the "
+                  "step's rollouts before the memory's update, "
                   "the tilt's effective temperature (1 / the slope of z - mu z_memory on z; plain temperature for "
                   "the temperature controls) and the memory's lag (its cross-entropy on the fresh rollouts minus "
                   "the policy's).", "", study_table(study, summaries[STUDY_TASK])]
@@ -303,6 +309,9 @@ def report(out: str) -> str:
                       "tokens, means over the training steps.", "", token_table(extra, summaries[STUDY_TASK]),
                       "## NSR and W-REINFORCE at a tenth of the learning rate (" + STUDY_TASK + ")", "",
                       step_table(extra, summaries[STUDY_TASK])]
+    figures = write_figures(out, summaries, study, METHODS, FAMILY, label, train_means, _load(out, "dlc_seeds"))
+    if figures:
+        parts += ["## Figures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures]
     text = "\n".join(parts)
     with open(os.path.join(out, "headline.md"), "w") as f:
         f.write(text)
