@@ -64,7 +64,7 @@ def policy_objective(logp_new_BxT, logp_old_BxT, logp_sampler_BxT, logp_ref_BxT,
     if needs_entropy(algo) and entropy_BxT is None:
         raise ValueError("config.algo: entropy_coef, entropy_target and entropy_top_frac need the per-token entropy "
                          "(entropy_BxT)")
-    pg_BxT, aux = get_policy_loss(algo.policy_loss)(logp_new_BxT, logp_old_BxT, adv_B, mask, algo, key)
+    pg_BxT, aux = get_policy_loss(algo.policy_loss)(logp_new_BxT, logp_old_BxT, adv_B, mask, entropy_BxT, algo, key)
     tis_weight, tis_capped = truncated_is_weight(logp_old_BxT, logp_sampler_BxT, algo.tis_cap, pg_BxT.shape)
     if algo.tis_cap:
         pg_BxT = pg_BxT * tis_weight

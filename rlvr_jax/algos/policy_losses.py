@@ -1,7 +1,7 @@
 """Per-token policy losses, as a registry selected by `algo.policy_loss`: the one seam of the objective.
 
-Every loss maps the same per-token inputs (log-probs of the trained policy, of the policy that sampled, the
-advantages broadcast to [B, T], the response mask, the per-token entropy and an RNG key) to a per-token loss
+Every loss maps the same per-token inputs (log-probs of the trained policy and of the policy that sampled, the
+advantages (per sequence or [B, T]), the response mask, the per-token entropy and an RNG key) to a per-token loss
 and a fixed set of boolean diagnostics; aggregation, KL, the entropy bonus and the truncated importance
 weight are applied around it by `objective.policy_objective`, the same for every loss.
 
@@ -62,7 +62,7 @@ def _no(shape):
     return jnp.zeros(shape, bool)
 
 
-def ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
+def ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """The clipped surrogate with the dual clip (no covariance selection)."""
     loss, aux = clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, eps_low=algo.clip_eps_low,
                                 eps_high=algo.clip_eps_high, dual_clip=algo.dual_clip)
@@ -70,9 +70,9 @@ def ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
                       dual_clipped=aux["dual_clipped"], selected=_no(loss.shape))
 
 
-def clip_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
+def clip_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """Clip-Cov: ppo_clip, then a random clip_cov_ratio share of the in-band, unclipped tokens gives no gradient."""
-    loss, aux = ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key)
+    loss, aux = ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key)
     adv = _broadcast_adv(adv_BxT, logp_new_BxT)
     cov = token_covariance(adv, logp_new_BxT, mask_BxT)
     band = mask_BxT & ~(aux["clip_low"] | aux["clip_high"]) & (cov > algo.clip_cov_lb) & (cov < algo.clip_cov_ub)
@@ -81,7 +81,7 @@ def clip_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
     return jnp.where(selected, 0.0, loss), aux
 
 
-def kl_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
+def kl_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """KL-Cov: -r A on every token (no clip), plus kl_cov_coef |log r| on the top kl_cov_ratio share by covariance."""
     adv = _broadcast_adv(adv_BxT, logp_new_BxT)
     log_ratio = _log_ratio(logp_new_BxT, logp_old_BxT)
@@ -93,7 +93,7 @@ def kl_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
     return loss, dict(ratio=ratio, clip_low=no, clip_high=no, dual_clipped=no, selected=selected)
 
 
-def gspo(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, algo, key):
+def gspo(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """GSPO: s_i = exp(mean_t log r_t) clipped to [1 - clip_eps_low, 1 + clip_eps_high]; token gradients."""
     adv = _broadcast_adv(adv_BxT, logp_new_BxT)
     mask = jnp.asarray(mask_BxT, bool)

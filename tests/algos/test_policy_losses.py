@@ -66,7 +66,7 @@ def test_clip_cov_matches_verl_when_the_whole_band_is_selected():
     logp_new, logp_old, adv, mask = inputs()
     ref_loss, band, n_sel = np_clip_cov(logp_new, logp_old, adv, mask, 0.5, 0.2, 5.0)
     assert 0 < band.sum() <= n_sel  # every band token is selected: no randomness left
-    loss, aux = get_policy_loss("clip_cov")(jnp.asarray(logp_new), logp_old, adv, mask,
+    loss, aux = get_policy_loss("clip_cov")(jnp.asarray(logp_new), logp_old, adv, mask, None,
                                             algo(clip_cov_ratio=0.5, clip_cov_lb=0.2), jax.random.key(0))
     np.testing.assert_allclose(np.where(mask, loss, 0), np.where(mask, ref_loss, 0), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(aux["selected"]), band)
@@ -79,7 +79,7 @@ def test_clip_cov_selects_a_random_share_of_the_band():
     k = max(int(0.05 * mask.sum()), 1)
     assert band.sum() > 2 * k
     a = algo(clip_cov_ratio=0.05, clip_cov_lb=-10.0, clip_cov_ub=10.0)
-    sels = [np.asarray(get_policy_loss("clip_cov")(jnp.asarray(logp_new), logp_old, adv, mask, a,
+    sels = [np.asarray(get_policy_loss("clip_cov")(jnp.asarray(logp_new), logp_old, adv, mask, None, a,
                                                    jax.random.key(s))[1]["selected"]) for s in range(3)]
     for sel in sels:
         assert sel.sum() == k and not (sel & ~band).any()
@@ -90,9 +90,9 @@ def test_clip_cov_cuts_the_gradient_of_its_tokens_only():
     logp_new, logp_old, adv, mask = inputs()
     a = algo(clip_cov_ratio=0.5, clip_cov_lb=0.2)
     fn = get_policy_loss("clip_cov")
-    g = jax.grad(lambda lp: jnp.sum(jnp.where(mask, fn(lp, logp_old, adv, mask, a, jax.random.key(0))[0], 0)))(
+    g = jax.grad(lambda lp: jnp.sum(jnp.where(mask, fn(lp, logp_old, adv, mask, None, a, jax.random.key(0))[0], 0)))(
         jnp.asarray(logp_new))
-    sel = np.asarray(fn(jnp.asarray(logp_new), logp_old, adv, mask, a, jax.random.key(0))[1]["selected"])
+    sel = np.asarray(fn(jnp.asarray(logp_new), logp_old, adv, mask, None, a, jax.random.key(0))[1]["selected"])
     assert sel.any() and (np.asarray(g)[sel] == 0).all()
 
 
@@ -106,7 +106,7 @@ def test_kl_cov_matches_verl():
     top = np.zeros(mask.shape, bool)
     top.reshape(-1)[np.argsort(-cov.reshape(-1), kind="stable")[:k]] = True
     ref = -A * np.exp(lr) + np.where(top, coef * np.abs(lr), 0)
-    loss, aux = get_policy_loss("kl_cov")(jnp.asarray(logp_new), logp_old, adv, mask,
+    loss, aux = get_policy_loss("kl_cov")(jnp.asarray(logp_new), logp_old, adv, mask, None,
                                           algo(kl_cov_ratio=ratio, kl_cov_coef=coef), None)
     np.testing.assert_array_equal(np.asarray(aux["selected"]), top)
     np.testing.assert_allclose(np.where(mask, loss, 0), np.where(mask, ref, 0), rtol=1e-5, atol=1e-6)
@@ -120,10 +120,10 @@ def test_gspo_sequence_ratio_and_its_gradient():
     s = np.exp(np.where(mask, logp_new - logp_old, 0).sum(-1) / mask.sum(-1))
     A = adv[:, None]
     ref = np.maximum(-A * s[:, None], -A * np.clip(s, 0.8, 1.2)[:, None])
-    loss, aux = fn(jnp.asarray(logp_new), logp_old, adv, mask, a, None)
+    loss, aux = fn(jnp.asarray(logp_new), logp_old, adv, mask, None, a, None)
     np.testing.assert_allclose(np.where(mask, loss, 0), np.where(mask, np.broadcast_to(ref, mask.shape), 0),
                                rtol=1e-5)
-    g = np.asarray(jax.grad(lambda lp: jnp.sum(jnp.where(mask, fn(lp, logp_old, adv, mask, a, None)[0], 0)))(
+    g = np.asarray(jax.grad(lambda lp: jnp.sum(jnp.where(mask, fn(lp, logp_old, adv, mask, None, a, None)[0], 0)))(
         jnp.asarray(logp_new)))
     inside = (s > 0.8) & (s < 1.2)
     assert inside.sum() >= B // 2
