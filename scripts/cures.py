@@ -318,6 +318,16 @@ def report(out: str) -> str:
     return text
 
 
+def run_study(name: str, study, out: str, seeds: int, a, logs: str) -> None:
+    """A study on STUDY_TASK into out/name: its specs in a.jobs interleaved parts at once into the same folder,
+    then one pass that reuses them all and writes the folder's summary and figures."""
+    where = os.path.join(out, name)
+    parts = [(f"{name}_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
+             for i in range(min(a.jobs, len(study)))]
+    run_all(parts, a.jobs, logs)
+    run_all([(name, sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+
+
 def main(argv=None):
     a = parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
@@ -329,27 +339,12 @@ def main(argv=None):
         run_all([(t, sweep_cmd(t, methods, os.path.join(a.out, t), seeds, a.quick)) for t in TASKS], a.jobs, logs)
     if a.part in ("all", "dlc"):
         study = ("dlc@memory.mu=1.0", "grpo@rollout.temperature=1.5") if a.quick else DLC_STUDY
-        where = os.path.join(a.out, "dlc_study")
-        # two halves at once into the same folder, then one pass that reuses them all and writes the report
-        halves = [(f"dlc_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
-                  for i in range(min(a.jobs, len(study)))]
-        run_all(halves, a.jobs, logs)
-        run_all([("dlc_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+        run_study("dlc_study", study, a.out, seeds, a, logs)
     if a.part in ("all", "extra"):
-        study = TOKEN_STUDY[:1] + STEP_STUDY[:1] if a.quick else EXTRA_STUDY
-        where = os.path.join(a.out, "extra_study")
-        halves = [(f"extra_study_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, seeds, a.quick))
-                  for i in range(min(a.jobs, len(study)))]
-        run_all(halves, a.jobs, logs)
-        run_all([("extra_study", sweep_cmd(STUDY_TASK, study, where, seeds, a.quick))], 1, logs)
+        run_study("extra_study", TOKEN_STUDY[:1] + STEP_STUDY[:1] if a.quick else EXTRA_STUDY, a.out, seeds, a, logs)
     if a.part in ("all", "seeds"):
-        study = DLC_SEEDS[:2] if a.quick else DLC_SEEDS
-        where = os.path.join(a.out, "dlc_seeds")
-        n = seeds if a.quick else MORE_SEEDS
-        halves = [(f"dlc_seeds_{i}", sweep_cmd(STUDY_TASK, study[i::a.jobs], where, n, a.quick))
-                  for i in range(min(a.jobs, len(study)))]
-        run_all(halves, a.jobs, logs)
-        run_all([("dlc_seeds", sweep_cmd(STUDY_TASK, study, where, n, a.quick))], 1, logs)
+        run_study("dlc_seeds", DLC_SEEDS[:2] if a.quick else DLC_SEEDS, a.out, seeds if a.quick else MORE_SEEDS, a,
+                  logs)
     text = report(a.out)
     print(text)
     print(f"[cures] wrote {os.path.join(a.out, 'headline.md')} in {time.time() - t0:.0f} s")
