@@ -16,6 +16,20 @@ import jax.numpy as jnp
 MAX_LOG_RATIO = 20.0  # exp() argument bound: keeps a wild token finite, far outside any clip range
 
 
+def broadcast_adv(adv, like_BxT):
+    """Advantages as float32 [B, T]: one per sequence ([B]) is repeated over the tokens."""
+    adv = jnp.asarray(adv, jnp.float32)
+    if adv.ndim == like_BxT.ndim - 1:  # one advantage per sequence
+        adv = adv[..., None]
+    return jnp.broadcast_to(adv, like_BxT.shape)
+
+
+def log_ratio(logp_new_BxT, logp_old_BxT):
+    """log(pi_new / pi_old) per token in float32, bounded by MAX_LOG_RATIO."""
+    return jnp.clip(logp_new_BxT.astype(jnp.float32) - logp_old_BxT.astype(jnp.float32), -MAX_LOG_RATIO,
+                    MAX_LOG_RATIO)
+
+
 def clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, *, eps_low: float, eps_high: float,
                     dual_clip: float = 0.0, logp_sampler_BxT=None, tis_cap: float = 0.0):
     """Per-token loss -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), r = exp(logp_new - logp_old).
@@ -26,13 +40,8 @@ def clipped_pg_loss(logp_new_BxT, logp_old_BxT, adv_BxT, *, eps_low: float, eps_
     Returns (loss_BxT, aux) with aux: ratio, clip_low / clip_high (bool: the clip is active, so the
     token gives no gradient), dual_clipped (bool), tis_weight, tis_capped (bool).
     """
-    adv = jnp.asarray(adv_BxT, jnp.float32)
-    if adv.ndim == logp_new_BxT.ndim - 1:  # one advantage per sequence
-        adv = adv[..., None]
-    adv = jnp.broadcast_to(adv, logp_new_BxT.shape)
-    log_ratio = jnp.clip(logp_new_BxT.astype(jnp.float32) - logp_old_BxT.astype(jnp.float32),
-                         -MAX_LOG_RATIO, MAX_LOG_RATIO)
-    ratio = jnp.exp(log_ratio)
+    adv = broadcast_adv(adv_BxT, logp_new_BxT)
+    ratio = jnp.exp(log_ratio(logp_new_BxT, logp_old_BxT))
     unclipped = -adv * ratio
     clipped = -adv * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
     loss = jnp.maximum(unclipped, clipped)

@@ -21,21 +21,9 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.algos.groups import masked_mean
-from rlvr_jax.algos.losses import MAX_LOG_RATIO, clipped_pg_loss
+from rlvr_jax.algos.losses import MAX_LOG_RATIO, broadcast_adv, clipped_pg_loss, log_ratio
 
 POLICY_LOSSES = ("ppo_clip", "clip_cov", "kl_cov", "gspo")
-
-
-def _broadcast_adv(adv, like_BxT):
-    adv = jnp.asarray(adv, jnp.float32)
-    if adv.ndim == like_BxT.ndim - 1:
-        adv = adv[..., None]
-    return jnp.broadcast_to(adv, like_BxT.shape)
-
-
-def _log_ratio(logp_new_BxT, logp_old_BxT):
-    return jnp.clip(logp_new_BxT.astype(jnp.float32) - logp_old_BxT.astype(jnp.float32), -MAX_LOG_RATIO,
-                    MAX_LOG_RATIO)
 
 
 def token_covariance(adv_BxT, logp_new_BxT, mask_BxT):
@@ -73,7 +61,7 @@ def ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, k
 def clip_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """Clip-Cov: ppo_clip, then a random clip_cov_ratio share of the in-band, unclipped tokens gives no gradient."""
     loss, aux = ppo_clip(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key)
-    adv = _broadcast_adv(adv_BxT, logp_new_BxT)
+    adv = broadcast_adv(adv_BxT, logp_new_BxT)
     cov = token_covariance(adv, logp_new_BxT, mask_BxT)
     band = mask_BxT & ~(aux["clip_low"] | aux["clip_high"]) & (cov > algo.clip_cov_lb) & (cov < algo.clip_cov_ub)
     selected = first_k(jax.random.uniform(key, cov.shape), band, share_count(algo.clip_cov_ratio, mask_BxT))
@@ -83,22 +71,22 @@ def clip_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, k
 
 def kl_cov(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """KL-Cov: -r A on every token (no clip), plus kl_cov_coef |log r| on the top kl_cov_ratio share by covariance."""
-    adv = _broadcast_adv(adv_BxT, logp_new_BxT)
-    log_ratio = _log_ratio(logp_new_BxT, logp_old_BxT)
-    ratio = jnp.exp(log_ratio)
+    adv = broadcast_adv(adv_BxT, logp_new_BxT)
+    lr_BxT = log_ratio(logp_new_BxT, logp_old_BxT)
+    ratio = jnp.exp(lr_BxT)
     cov = token_covariance(adv, logp_new_BxT, mask_BxT)
     selected = first_k(cov, mask_BxT, share_count(algo.kl_cov_ratio, mask_BxT))
-    loss = -adv * ratio + jnp.where(selected, algo.kl_cov_coef * jnp.abs(log_ratio), 0.0)
+    loss = -adv * ratio + jnp.where(selected, algo.kl_cov_coef * jnp.abs(lr_BxT), 0.0)
     no = _no(loss.shape)
     return loss, dict(ratio=ratio, clip_low=no, clip_high=no, dual_clipped=no, selected=selected)
 
 
 def gspo(logp_new_BxT, logp_old_BxT, adv_BxT, mask_BxT, entropy_BxT, algo, key):
     """GSPO: s_i = exp(mean_t log r_t) clipped to [1 - clip_eps_low, 1 + clip_eps_high]; token gradients."""
-    adv = _broadcast_adv(adv_BxT, logp_new_BxT)
+    adv = broadcast_adv(adv_BxT, logp_new_BxT)
     mask = jnp.asarray(mask_BxT, bool)
-    log_ratio = _log_ratio(logp_new_BxT, logp_old_BxT)
-    seq_B = jnp.sum(jnp.where(mask, log_ratio, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+    lr_BxT = log_ratio(logp_new_BxT, logp_old_BxT)
+    seq_B = jnp.sum(jnp.where(mask, lr_BxT, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
     lp = logp_new_BxT.astype(jnp.float32)
     # value: the sequence ratio on every token; gradient: d log p_t, scaled by that ratio (GSPO-token form)
     log_s = jnp.minimum(jax.lax.stop_gradient(seq_B)[:, None] + lp - jax.lax.stop_gradient(lp), MAX_LOG_RATIO)

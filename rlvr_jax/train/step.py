@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
+from rlvr_jax.algos.groups import masked_mean
 from rlvr_jax.models.scoring import response_hidden, response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
 from rlvr_jax.algos.objective import adapt_entropy_coef, norm_tokens_of, policy_objective
@@ -228,8 +229,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         metrics.update(loss=loss, grad_norm=grad_norm, update_skipped=(~ok).astype(jnp.float32),
                        adv_mean=jnp.sum(batch["adv_B"] * mem_rows) / jnp.maximum(jnp.sum(mem_rows), 1))
         # a Monte-Carlo estimate of the sampling distribution's per-token entropy along the rollouts
-        metrics["sampling_entropy"] = -jnp.sum(jnp.where(mask_all, batch["logp_sampler_BxN"], 0.0)) / jnp.maximum(
-            jnp.sum(mask_all), 1)
+        metrics["sampling_entropy"] = -masked_mean(batch["logp_sampler_BxN"], mask_all)
         if mem_on:
             metrics.update(memory_loss=mloss, memory_grad_norm=memory_grad_norm)
             metrics.update(tilt_metrics(state, micro))
