@@ -96,7 +96,11 @@ def test_pool_keeps_serving_after_adversarial_items(pool):
     t0 = time.monotonic()
     verdicts = pool.verify_batch(responses, refs, item_timeout_s=BUDGET)
     elapsed = time.monotonic() - t0
-    assert [v.status for v in verdicts] == [T, T, C, T, T, T, C, W, U]
+    got = [v.status for v in verdicts]
+    # nested_fracs (index 3) is 2 after 300 reciprocals: a warm worker answers WRONG in ~0.2 s, a cold
+    # one (just replaced after a kill) can run out of budget; both are reward 0, neither may hang
+    assert got[3] in (W, T) and verdicts[3].reward == 0.0, got[3]
+    assert got[:3] + got[4:] == [T, T, C, T, T, C, W, U]
     assert elapsed <= 3 * BUDGET + 2 * SLACK, elapsed  # 5 timeouts over 2 workers: 3 rounds at most
     assert [v.status for v in pool.verify_batch(good, ["7", "0.5", "8"])] == [C, C, C]
 
