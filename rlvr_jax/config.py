@@ -18,6 +18,7 @@ from rlvr_jax.algos.memory_loss import TRAIN_ON as MEMORY_TRAIN_ON
 from rlvr_jax.data import readers, schemas, templates
 from rlvr_jax.fields import ConfigError, int_list  # noqa: F401  (re-exported: the schema's error and parser)
 from rlvr_jax.models import config as model_config
+from rlvr_jax.models import lora as model_lora
 from rlvr_jax.rewards import factory as reward_factory
 from rlvr_jax.rewards import math as reward_math
 from rlvr_jax.sampling import config as sampling_config
@@ -91,6 +92,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "param_dtype": F("float32", "parameter dtype", model_config.DTYPES),
         "remat": F(False, "rematerialise each layer in the backward pass"),
         "cache_dir": F("", "where converted checkpoints are cached (empty: ~/.cache/rlvr_jax)"),
+        "lora_rank": F(0, "LoRA adapter rank on the policy's projections (0: full fine-tuning); the base is frozen",
+                       None, _nonneg, "must be >= 0"),
+        "lora_alpha": F(16.0, "LoRA scale numerator: adapters add (lora_alpha / lora_rank) * x @ A @ B", None, _pos,
+                        "must be > 0"),
+        "lora_targets": F("all", "projections that get adapters: names from models/lora.py TARGETS, comma separated, "
+                                 "or 'all' / 'attention' / 'mlp'"),
+        "lora_sampling": F("on_the_fly", "how rollouts run the adapters: applied in every projection, or folded into "
+                                         "the kernels once per step", model_lora.SAMPLING),
     },
     "memory": {
         "enabled": F(False, "train a DLC memory network and tilt sampling with it"),
@@ -362,6 +371,11 @@ def _check_consistency(cfg):
         raise ConfigError("config.model.path: required when model.source='hf'")
     if cfg.model.source == "preset" and not cfg.model.preset:
         raise ConfigError("config.model.preset: required when model.source='preset'")
+    if cfg.model.lora_rank:
+        try:
+            model_lora.parse_targets(cfg.model.lora_targets)
+        except ValueError as e:
+            raise ConfigError(f"config.{e}") from None
     if cfg.model.num_heads % cfg.model.num_kv_heads:
         raise ConfigError(f"config.model.num_kv_heads: {cfg.model.num_kv_heads} must divide "
                           f"num_heads={cfg.model.num_heads}")

@@ -23,7 +23,8 @@ def _param(rngs: nnx.Rngs, init, shape, dtype, names):
 
 
 class Dense(nnx.Module):
-    """y = x @ W (+ b); W stored [in, out] as Flax does (HF stores the transpose)."""
+    """y = x @ W (+ b) (+ scale * (x @ A) @ B with LoRA adapters, `models.lora.add_lora`); W stored [in, out]
+    as Flax does (HF stores the transpose)."""
 
     def __init__(self, d_in: int, d_out: int, names: tuple, *, bias: bool, cfg: ModelConfig, rngs: nnx.Rngs):
         init = nnx.initializers.normal(0.02)
@@ -31,9 +32,15 @@ class Dense(nnx.Module):
         self.bias = (_param(rngs, nnx.initializers.zeros, (d_out,), cfg.jnp_param_dtype, names[1:])
                      if bias else None)
         self.dtype = cfg.jnp_dtype
+        self.lora_a = self.lora_b = nnx.data(None)  # nnx.LoRAParam [in, r] and [r, out] once adapters are added
+        self.lora_scale = 0.0
 
     def __call__(self, x):
-        y = rows_matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        x = x.astype(self.dtype)
+        y = rows_matmul(x, self.kernel[...].astype(self.dtype))
+        if self.lora_a is not None:
+            low = rows_matmul(x, self.lora_a[...].astype(self.dtype))
+            y = y + rows_matmul(low, self.lora_b[...].astype(self.dtype)) * jnp.asarray(self.lora_scale, self.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y

@@ -15,6 +15,7 @@ TRAIN_RULES: dict[str, str | tuple[str, ...] | None] = {
     "head_dim": None,
     "norm": None,
     "length": None,
+    "lora": None,  # the rank axis of LoRA adapters (models/lora.py): small, replicated
 }
 
 SAMPLE_RULES: dict[str, str | tuple[str, ...] | None] = {

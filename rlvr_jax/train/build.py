@@ -83,10 +83,21 @@ def build_memory(cfg, policy):
     return models.create(mcfg, seed=cfg.train.seed + 1)
 
 
+def add_adapters(cfg, policy):
+    """The policy with LoRA adapters on model.lora_targets when model.lora_rank > 0 (in place), else as is."""
+    m = cfg.model
+    if not m.lora_rank:
+        return policy
+    from rlvr_jax.models import lora
+    return lora.add_lora(policy, m.lora_rank, m.lora_alpha, lora.parse_targets(m.lora_targets),
+                         seed=cfg.train.seed + 2)
+
+
 def build(cfg) -> Built:
     task = build_task(cfg)
     policy, tok = build_policy(cfg, task)
-    memory = build_memory(cfg, policy)
+    memory = build_memory(cfg, policy)  # before the adapters: the memory copies base weights only
+    policy = add_adapters(cfg, policy)
     if task is not None:
         stop, pad = (task.tokenizer.eos_id,), task.tokenizer.pad_id
     else:

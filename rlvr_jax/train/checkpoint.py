@@ -335,6 +335,36 @@ class Preemption:
         return bool(np.any(flags))
 
 
+def base_record(state) -> dict | None:
+    """Per-leaf fingerprints of a LoRA run's frozen base (`TrainState.base`), or None. The base is not written
+    into checkpoints (it is rebuilt from model.*, unchanged); this record, kept in each step's `extra`, proves
+    on resume that it is the same one."""
+    return None if state.base is None else fingerprints(flat_leaves(state.base))
+
+
+def without_base(state):
+    """The part of a TrainState a checkpoint holds: everything but the frozen LoRA base."""
+    return state if state.base is None else state.replace(base=None)
+
+
+def restore_with_base(ckpt, state, shardings, step: int | None = None, where: str = ""):
+    """ckpt.restore of a TrainState like `state` onto `shardings`, with `state.base` (the frozen LoRA base,
+    not in checkpoints) put back after checking it is the base the checkpoint was trained on."""
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            without_base(state), without_base(shardings))
+    got = ckpt.restore(abstract, step)
+    if got is None or state.base is None:
+        return got
+    step, restored, extra = got
+    want, have = extra.get("lora_base"), base_record(state)
+    if want is not None and want != have:
+        bad = sorted(k for k in have if want.get(k) != have[k])
+        raise CheckpointError(f"checkpoint {where or ckpt.directory} step {step}: its LoRA adapters were trained on "
+                              f"another base model ({len(bad)} of {len(have)} base weights differ, e.g. {bad[:1]}); "
+                              f"load the run's model.* (source, path, dtype)")
+    return step, restored.replace(base=state.base), extra
+
+
 def open_and_resume(cfg, log_dir: str, state, shardings, log=print):
     """(Checkpointer, start step, state, extra) for a run: the configured checkpoint folder, and the
     latest complete checkpoint restored onto `shardings` when checkpoint.resume is on."""
@@ -342,8 +372,7 @@ def open_and_resume(cfg, log_dir: str, state, shardings, log=print):
     ckpt_dir = os.path.abspath(cfg.checkpoint.dir or os.path.join(log_dir, "ckpt"))
     ckpt = Checkpointer(ckpt_dir, keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
     if cfg.checkpoint.resume:
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-        got = ckpt.restore(abstract)
+        got = restore_with_base(ckpt, state, shardings)
         if got is not None:
             step, state, extra = got
             log(f"resumed from {ckpt_dir} at step {step}")

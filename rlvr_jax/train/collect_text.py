@@ -94,7 +94,7 @@ class TextCollector:
         stream = GroupVerifier(self.reward_fn, lambda t, m: decode_responses(self.tok, t, m),
                                [r["reference"] for r in rows for _ in range(G)], G)
         with timer("sample"):  # with the continuous engine, finished groups are verified meanwhile
-            policy = nnx.merge(self.program.policy_graphdef, state.policy)
+            policy = nnx.merge(*self.program.sampling_policy(state))
             memory = nnx.merge(self.program.memory_graphdef, state.memory) if state.memory is not None else None
             try:
                 rollout = self.sampler(policy, prompts, mask, key, self.scfg, memory, on_group=stream.put)
@@ -174,7 +174,7 @@ class TextCollector:
         return list(self._samples)
 
     def evaluate(self, state) -> dict:
-        return self.evaluator(self.sampler, self.program.policy_graphdef, state.policy)
+        return self.evaluator(self.sampler, *self.program.sampling_policy(state))
 
     def by_set(self, res: dict) -> dict:
         return dict(res)

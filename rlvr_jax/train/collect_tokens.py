@@ -32,13 +32,15 @@ class TokenCollector:
         self.pool = query_pool(self.task.sample(np.random.default_rng(cfg.train.seed), cfg.data.size))
         scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
         self.steps_per_call = cfg.train.iterations_per_call
-        iteration = make_iteration(self.task, cfg, pg, mg, self.program.step, scfg, mesh=mesh)
+        iteration = make_iteration(self.task, cfg, pg, mg, self.program.step, scfg, mesh=mesh,
+                                   sampling_policy=self.program.sampling_policy)
         self._run = {k: jax.jit(make_multi_iteration(iteration, k), donate_argnums=0, out_shardings=(shardings, None))
                      for k in sorted({self.steps_per_call, 1})}
         self.rows = cfg.rollout.prompts_per_step * cfg.rollout.group_size
         self.ks = int_list(cfg.eval.ks, "eval.ks")
         self.evaluator = evaluation.TaskEvaluator(self.task, cfg, built.stop_token_ids, built.pad_id)
-        self.evaluator.set_reference(pg, self._state0.policy)  # the over-sharpening index compares to the base
+        self.evaluator.set_reference(*self.program.sampling_policy(self._state0))  # the over-sharpening index
+        # compares to the base
         self.title = f"{cfg.data.task} ({cfg.algo.variant or cfg.algo.estimator})"
 
     def initial_state(self):
@@ -70,7 +72,7 @@ class TokenCollector:
         return []  # rollouts stay on device inside the fused iteration; log.samples is inactive here
 
     def evaluate(self, state) -> dict:
-        return self.evaluator(self.program.policy_graphdef, state.policy)
+        return self.evaluator(*self.program.sampling_policy(state))
 
     def by_set(self, res: dict) -> dict:
         return {"heldout": res}

@@ -98,11 +98,13 @@ def headline(res: dict, ks) -> dict[str, float]:
     return out
 
 
-def _restore(path: str, abstract_state):
-    from rlvr_jax.train.checkpoint import Checkpointer
+def _restore(path: str, state, shardings):
+    """(step, state, extra) of the newest checkpoint in `path`, restored like `state` (its frozen LoRA base
+    put back: checkpoints do not hold it)."""
+    from rlvr_jax.train.checkpoint import Checkpointer, restore_with_base
     ck = Checkpointer(path, keep=1000, async_save=False)
     try:
-        got = ck.restore(abstract_state)
+        got = restore_with_base(ck, state, shardings, where=path)
     finally:
         ck.close()
     if got is None:
@@ -141,10 +143,9 @@ def run(cfg, checkpoints=(), out=None):
         policy, _ = pretrain(built.policy, built.task, cfg)
         ev = TaskEvaluator(built.task, cfg, built.stop_token_ids, built.pad_id)
         program = train_program(cfg, policy, built.memory, mesh, updates_per_run(cfg))
-        pg = program.policy_graphdef
-        base = program.init_state(policy, built.memory).policy
-        ev.set_reference(pg, base)
-        evaluate = lambda params: {"heldout": ev(pg, params)}  # noqa: E731
+        state0 = program.init_state(policy, built.memory)
+        ev.set_reference(*program.sampling_policy(state0))
+        evaluate = lambda st: {"heldout": ev(*program.sampling_policy(st))}  # noqa: E731
     else:
         from rlvr_jax.rewards.factory import make_reward_fn
         from rlvr_jax.sampling import Rollouts
@@ -155,20 +156,19 @@ def run(cfg, checkpoints=(), out=None):
         if ev is None:
             raise ConfigError("config.data.eval_size: 0 and no data.eval_files / data.eval_split: nothing to evaluate")
         program = train_program(cfg, built.policy, built.memory, mesh, updates_per_run(cfg))
-        pg = program.policy_graphdef
-        base = program.init_state(built.policy, built.memory).policy
+        state0 = program.init_state(built.policy, built.memory)
         sampler = Rollouts.from_config(cfg, mesh, parallel.rules_for("sample", cfg.mesh.sample_fsdp))
-        evaluate = lambda params: ev(sampler, pg, params)  # noqa: E731
+        evaluate = lambda st: ev(sampler, *program.sampling_policy(st))  # noqa: E731
     try:
-        base_fp = param_fingerprint(base)
-        results = {"initial": evaluate(base)}
+        base_fp = param_fingerprint(program.policy_params(state0))
+        results = {"initial": evaluate(state0)}
         for path in checkpoints:
             want = _trainer_base_fingerprint(path)
             if want is not None and want != base_fp:
                 print(f"rlvr-eval: warning: 'initial' differs from the base policy the trainer of {path} recorded "
                       f"(fingerprint {base_fp[:12]} vs {want[:12]}): check the config matches the run's")
-            step, st, _ = _restore(path, program.abstract_state)
-            results[f"{os.path.basename(os.path.normpath(path))}@{step}"] = evaluate(st.policy)
+            step, st, _ = _restore(path, state0, program.state_shardings)
+            results[f"{os.path.basename(os.path.normpath(path))}@{step}"] = evaluate(st)
     finally:
         for close in closers:
             close()

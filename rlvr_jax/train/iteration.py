@@ -47,8 +47,12 @@ def overlong_shaping(rewards_B, lengths_B, truncated_B, algo, max_new: int):
     return rewards_B, valid_B
 
 
-def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg: SamplingConfig, *, mesh=None):
+def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg: SamplingConfig, *, mesh=None,
+                   sampling_policy=None):
     """iteration(state, pool) -> (state, metrics) for an embedded token task.
+
+    sampling_policy: state -> (graphdef, params) the rollouts run (`TrainProgram.sampling_policy`: LoRA adapters
+    joined with their base or folded in); None: (policy_graphdef, state.policy).
 
     mesh: the run's mesh; the sampler then constrains rows, caches and parameters per the sampling rules
     (`mesh.sample_fsdp`: keep the parameters fsdp-sharded while sampling, or gather them), as the text
@@ -60,11 +64,14 @@ def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg
     E, MB = algo.ppo_epochs, algo.mini_batches
     verify_BxN = jax.vmap(task.verify_tokens)
     use_memory = memory_graphdef is not None
+    if sampling_policy is None:
+        def sampling_policy(state):
+            return policy_graphdef, state.policy
 
     def one_round(state, pool, key):
         k_idx, k_sample = jax.random.split(key)
         idx = jax.random.randint(k_idx, (n,), 0, pool.prompts_QxP.shape[0])
-        rollout = sample_core(policy_graphdef, state.policy, pool.prompts_QxP[idx], pool.mask_QxP[idx], k_sample,
+        rollout = sample_core(*sampling_policy(state), pool.prompts_QxP[idx], pool.mask_QxP[idx], k_sample,
                               scfg, memory_graphdef if use_memory else None, state.memory if use_memory else None,
                               mesh=mesh, rules=rules)
         params = jnp.repeat(pool.params_QxK[idx], G, axis=0)

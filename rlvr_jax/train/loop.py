@@ -21,10 +21,11 @@ from rlvr_jax import host_alloc, parallel
 from rlvr_jax.config import int_list
 from rlvr_jax.jsonio import dumps, write_json
 from rlvr_jax.train.build import build
-from rlvr_jax.train.checkpoint import Preemption, open_and_resume, param_fingerprint
+from rlvr_jax.train.checkpoint import Preemption, base_record, open_and_resume, param_fingerprint, without_base
 from rlvr_jax.train.console import log, print_config, print_samples
 from rlvr_jax.train.metrics import MetricsWriter, console_line, purge_records
 from rlvr_jax.train.program import updates_per_run  # noqa: F401  (re-exported: the schedule length)
+from rlvr_jax.train.state import policy_params
 
 
 def make_collector(cfg, built, mesh):
@@ -81,7 +82,9 @@ def drive(cfg, c, t0: float | None = None) -> dict:
     log_dir = cfg.log.dir
     ks = int_list(cfg.eval.ks, "eval.ks")
     state = c.initial_state()
-    base_fp = param_fingerprint(state.policy)
+    base_fp = param_fingerprint(policy_params(state))
+    lora_base = base_record(state)  # None without LoRA
+    frozen_fp = None if state.base is None else param_fingerprint(state.base)
     ckpt, start, state, extra = open_and_resume(cfg, log_dir, state, c.program.state_shardings, log)
     if extra.get("data_state") is not None:
         c.restore_data(extra["data_state"])
@@ -121,7 +124,8 @@ def drive(cfg, c, t0: float | None = None) -> dict:
                 log(console_line(s + i + 1, m))
 
     def save(force=False):
-        return ckpt.save(step, state, {"step": step, "data_state": c.data_state()}, force=force)
+        return ckpt.save(step, without_base(state), {"step": step, "data_state": c.data_state(), "lora_base": lora_base},
+                         force=force)
 
     with Preemption() as pre:
         while step < cfg.train.steps:
@@ -169,19 +173,19 @@ def drive(cfg, c, t0: float | None = None) -> dict:
     ckpt.close()
     before = evals.by_step.get(0)
     summary = {"steps": step, "before": before, "after": after, "wall_s": time.time() - t0,
-               "base_param_fingerprint": base_fp, "final_param_fingerprint": param_fingerprint(state.policy),
+               "base_param_fingerprint": base_fp, "final_param_fingerprint": param_fingerprint(policy_params(state)),
                **c.summary_extra(state)}
+    if frozen_fp is not None:  # LoRA: the frozen base before and after (bit-identical unless something is wrong)
+        summary.update(lora_base_fingerprint=frozen_fp, lora_base_final_fingerprint=param_fingerprint(state.base))
     if jax.process_index() == 0:
         paths = report(cfg, c, evals.by_step, ks, step)
         write_json(os.path.join(log_dir, "summary.json"), summary)
         if before is not None and after is not None:
             log("\n" + c.table(before, after))
         if cfg.checkpoint.export:
-            from flax import nnx
-            from rlvr_jax.models import save_pretrained
-            save_pretrained(nnx.merge(c.program.policy_graphdef, jax.device_get(state.policy)),
-                            os.path.join(log_dir, "export"))
-            log(f"exported the policy to {os.path.join(log_dir, 'export')}")
+            from rlvr_jax.train.export import export_policy
+            for line in export_policy(c.program, state, os.path.join(log_dir, "export")):
+                log(line)
         log(f"wrote {', '.join(paths)} and {os.path.join(log_dir, 'summary.json')} ({time.time() - t0:.0f} s)")
     writer.close()
     summary["state"] = state

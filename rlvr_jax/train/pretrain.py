@@ -12,6 +12,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rlvr_jax.models import lora
+
 from rlvr_jax.models.scoring import token_logprobs_and_entropy
 
 
@@ -58,7 +60,12 @@ def pretrain(policy: nnx.Module, task, cfg, *, log=print) -> tuple[nnx.Module, l
         return policy, []
     toks, present, amask = make_sft_batches(task, steps, cfg.train.pretrain_batch, cfg.train.pretrain_correct_frac,
                                             cfg.train.seed + 17)
+    # the warm-up makes the base: it trains the plain model (LoRA adapters, zero at this point, are left to the
+    # RL run), so the base is bit for bit the one a full fine-tuning run starts from
     graphdef, params = nnx.split(policy, nnx.Param)
+    adapters, params = lora.split(params)
+    if len(adapters):
+        graphdef = lora.base_graphdef(graphdef, lora.join(params, adapters))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.train.pretrain_lr))
 
     @jax.jit

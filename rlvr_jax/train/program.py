@@ -22,7 +22,9 @@ from jax.sharding import Mesh
 from rlvr_jax import parallel
 from rlvr_jax.config import int_list
 from rlvr_jax.train.replay import replay_spec
-from rlvr_jax.train.state import TrainState, make_optimizers, params_of, state_maker, train_state_shardings
+from rlvr_jax.models import lora
+from rlvr_jax.train.state import (TrainState, make_optimizers, params_of, policy_params, state_maker,
+                                  train_state_shardings)
 from rlvr_jax.train.step import batch_spec, make_train_step
 
 
@@ -69,6 +71,22 @@ class TrainProgram:
     step: Callable
     jitted: Callable
     _make_state: Callable = dataclasses.field(repr=False)
+    use_lora: bool = False  # the policy carries LoRA adapters: `state.policy` is them, `state.base` the frozen rest
+    lora_sampling: str = "on_the_fly"  # model.lora_sampling
+    _merge: Callable | None = dataclasses.field(default=None, repr=False)  # jitted lora.merged_params
+    _plain_graphdef: Any = None  # the policy's graphdef without adapters (merged sampling)
+
+    def policy_params(self, state: TrainState):
+        """The policy's whole params State (adapters joined with the frozen base under LoRA)."""
+        return policy_params(state)
+
+    def sampling_policy(self, state: TrainState):
+        """(graphdef, params) the sampler and evaluators run: the policy as trained, or under
+        model.lora_sampling='merged' the plain graph with the adapters folded into the kernels (one small
+        jitted product per projection, so decode pays no adapter matmuls)."""
+        if self.use_lora and self.lora_sampling == "merged":
+            return self._plain_graphdef, self._merge(policy_params(state))
+        return self.policy_graphdef, policy_params(state)
 
     def jit(self, *, donate: bool = True):
         """The step jitted with this program's shardings (`jitted` is `jit()`; donate=False keeps the
@@ -84,7 +102,8 @@ class TrainProgram:
         those of the modules (and of `seed`): the same as building the state eagerly and placing it.
         """
         sh = self.state_shardings
-        pp = jax.device_put(params_of(policy)[1], sh.policy)
+        p_sh = sh.policy if sh.base is None else lora.join(sh.base, sh.policy)
+        pp = jax.device_put(params_of(policy)[1], p_sh)
         mp = jax.device_put(params_of(memory)[1], sh.memory) if memory is not None else None
         return self._make_state(pp, mp)
 
@@ -123,7 +142,8 @@ def train_program(cfg, policy: nnx.Module, memory: nnx.Module | None, mesh: Mesh
     if memory is not None and cfg.memory.window > 1:
         P = prompt_len or max(int_list(cfg.rollout.prompt_buckets, "rollout.prompt_buckets"))
         replay = replay_spec(cfg.memory.window, rows, P, cfg.rollout.max_new_tokens)
-    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference, replay=replay,
+    use_lora = lora.has_lora(policy)
+    make = state_maker(ptx, mtx, seed=seed, keep_reference=keep_reference, replay=replay, use_lora=use_lora,
                        entropy_coef=cfg.algo.entropy_coef if cfg.algo.entropy_target > 0 else None)
     shapes = jax.eval_shape(make, pp, mp)
     st_sh = train_state_shardings(shapes, mesh, rules)
@@ -132,5 +152,8 @@ def train_program(cfg, policy: nnx.Module, memory: nnx.Module | None, mesh: Mesh
     program = TrainProgram(
         policy_graphdef=pg, memory_graphdef=mg, policy_tx=ptx, memory_tx=mtx, mesh=mesh, rules=rules, rows=rows,
         seed=seed, keep_reference=keep_reference, abstract_state=with_shardings(shapes, st_sh), state_shardings=st_sh,
-        batch_shardings=b_sh, step=step, jitted=None, _make_state=jax.jit(make, out_shardings=st_sh))
+        batch_shardings=b_sh, step=step, jitted=None, _make_state=jax.jit(make, out_shardings=st_sh),
+        use_lora=use_lora, lora_sampling=cfg.model.lora_sampling,
+        _merge=jax.jit(lambda p: lora.merged_params(pg, p)) if use_lora else None,
+        _plain_graphdef=lora.base_graphdef(pg, pp) if use_lora else None)
     return dataclasses.replace(program, jitted=program.jit())  # the one wiring: see TrainProgram.jit

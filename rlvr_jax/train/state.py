@@ -9,13 +9,17 @@ import optax
 from flax import nnx, struct
 
 from rlvr_jax.config import ConfigError
+from rlvr_jax.models import lora
 from rlvr_jax.train.replay import empty_replay
 
 
 @struct.dataclass
 class TrainState:
-    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0; `replay` is None
-    unless memory.window > 1 (train/replay.py)."""
+    """Policy/memory parameters and optimiser states; `ref` is None unless algo.kl_coef > 0 (and never with LoRA:
+    the frozen base is the reference); `replay` is None unless memory.window > 1 (train/replay.py).
+
+    With LoRA (model.lora_rank > 0) `policy` holds the adapters only (what gets gradients and optimiser moments)
+    and `base` the frozen base weights, held once; `policy_params(state)` is the whole policy."""
 
     step: jax.Array
     policy: Any  # nnx.State of the policy's Params
@@ -27,6 +31,17 @@ class TrainState:
     nonfinite: jax.Array  # updates skipped for a non-finite loss or gradient
     entropy_coef: Any = None  # float32 scalar: the adaptive entropy coefficient (None unless algo.entropy_target > 0)
     replay: Any = None  # dict of the memory's replayed batches (train/replay.py) or None
+    base: Any = None  # nnx.State of the frozen base Params under LoRA adapters, or None (full fine-tuning)
+
+
+def policy_params(state: TrainState):
+    """The policy's whole params State: `state.policy`, joined with the frozen base under LoRA (no copies)."""
+    return state.policy if state.base is None else lora.join(state.base, state.policy)
+
+
+def trainable_split(params, use_lora: bool):
+    """(trainable, frozen base or None) of a policy's params State."""
+    return lora.split(params) if use_lora else (params, None)
 
 
 def _schedule(optim, steps: int):
@@ -71,19 +86,24 @@ def params_of(model: nnx.Module):
 
 
 def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entropy_coef: float | None = None,
-                replay=None):
+                replay=None, use_lora: bool = False):
     """The pure `make(policy_params, memory_params or None) -> TrainState` (eager, jitted or eval_shaped).
+
+    use_lora: the policy carries adapters; they become `policy` and the rest `base` (no reference copy: the
+    base with zero adapters is the KL reference).
 
     entropy_coef: the adaptive entropy coefficient's start (algo.entropy_coef) when algo.entropy_target > 0.
     replay: `train.replay.replay_spec(...)` of the memory's replay (None: no replay, memory.window = 1)."""
     def make(pp, mp) -> TrainState:
+        pp, base = trainable_split(pp, use_lora)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             policy=pp,
             policy_opt=policy_tx.init(pp),
             memory=mp,
             memory_opt=memory_tx.init(mp) if mp is not None else None,
-            ref=jax.tree.map(jnp.copy, pp) if keep_reference else None,
+            ref=jax.tree.map(jnp.copy, pp) if keep_reference and not use_lora else None,
+            base=base,
             rng=jax.random.key_data(jax.random.key(seed)),
             nonfinite=jnp.zeros((), jnp.int32),
             entropy_coef=None if entropy_coef is None else jnp.asarray(entropy_coef, jnp.float32),
@@ -93,13 +113,14 @@ def state_maker(policy_tx, memory_tx, *, seed: int, keep_reference: bool, entrop
 
 
 def init_state(policy: nnx.Module, memory: nnx.Module | None, policy_tx, memory_tx, *, seed: int,
-               keep_reference: bool, entropy_coef: float | None = None, replay=None) -> tuple[TrainState, Any, Any]:
+               keep_reference: bool, entropy_coef: float | None = None, replay=None,
+               use_lora: bool = False) -> tuple[TrainState, Any, Any]:
     """(state, policy_graphdef, memory_graphdef) from live models, built eagerly on their devices
     (`train.program.TrainProgram.init_state` builds the same state on its shardings)."""
     pg, pp = params_of(policy)
     mg, mp = params_of(memory) if memory is not None else (None, None)
     make = state_maker(policy_tx, memory_tx, seed=seed, keep_reference=keep_reference, entropy_coef=entropy_coef,
-                       replay=replay)
+                       replay=replay, use_lora=use_lora)
     return make(pp, mp), pg, mg
 
 
@@ -140,4 +161,5 @@ def train_state_shardings(state: TrainState, mesh, rules):
         nonfinite=replicated,
         entropy_coef=None if state.entropy_coef is None else replicated,
         replay=jax.tree.map(lambda _: replicated, state.replay),
+        base=None if state.base is None else state_shardings(state.base, mesh, rules),
     )

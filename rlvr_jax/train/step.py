@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algos.aggregation import aggregate_parts
+from rlvr_jax.models import lora
 from rlvr_jax.algos.groups import masked_mean
 from rlvr_jax.models.scoring import response_hidden, response_logprobs_and_entropy
 from rlvr_jax.algos.memory_loss import memory_loss, memory_rollouts
@@ -34,7 +35,7 @@ from rlvr_jax.algos.objective import adapt_entropy_coef, norm_tokens_of, policy_
 from rlvr_jax.algos.policy_losses import needs_key
 from rlvr_jax.algos.tilt_stats import masked_sums, tilt_means, tilt_token_stats
 from rlvr_jax.train.replay import push, replay_chunks
-from rlvr_jax.train.state import TrainState, clip_scale, merge
+from rlvr_jax.train.state import TrainState, clip_scale, merge, policy_params
 
 BATCH_KEYS = ("prompt_BxP", "prompt_mask_BxP", "response_BxN", "mask_BxN", "adv_B", "logp_old_BxN",
               "logp_sampler_BxN", "success_B", "valid_B")
@@ -75,15 +76,20 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         return response_logprobs_and_entropy(model, mb["prompt_BxP"], mb["prompt_mask_BxP"], mb["response_BxN"],
                                              G, algo.logprob_chunk)
 
-    def policy_loss(params, ref, mb, totals, key, entropy_coef):
+    def policy_loss(params, ref, base, mb, totals, key, entropy_coef):
         """Loss of one micro-batch scaled by its share of the aggregation denominator; metrics scaled so
-        their sum over micro-batches is exact (token means by the share of tokens)."""
+        their sum over micro-batches is exact (token means by the share of tokens).
+
+        params: the trainable policy params (the adapters under LoRA, joined with the frozen `base`); ref: the
+        reference copy (full fine-tuning with KL) or None; under LoRA the KL reference is the base itself."""
         total_den, total_tokens = totals
-        model = merge(policy_graphdef, params)
+        model = merge(policy_graphdef, params if base is None else lora.join(base, params))
         logp, ent = logprobs(model, mb)
         logp_ref = None
-        if ref is not None:
-            logp_ref, _ = logprobs(merge(policy_graphdef, jax.lax.stop_gradient(ref)), mb)
+        if algo.kl_coef > 0:
+            ref_params = (jax.lax.stop_gradient(ref) if base is None
+                          else lora.join(base, lora.zero_adapters(jax.lax.stop_gradient(params))))
+            logp_ref, _ = logprobs(merge(policy_graphdef, ref_params), mb)
         mask = mb["mask_BxN"] & mb["valid_B"][:, None]
         loss, metrics = policy_objective(logp, mb["logp_old_BxN"], mb["logp_sampler_BxN"], logp_ref,
                                          ent, mb["adv_B"], mask,
@@ -124,7 +130,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
     def tilt_metrics(state, micro):
         """DLC tilt diagnostics (algos/tilt_stats.py) of the policy and memory before the update, over the
         response tokens of the micro-batches `micro` [M, rows, ...] (no gradient; [rows, chunk, V] logits)."""
-        policy = merge(policy_graphdef, jax.lax.stop_gradient(state.policy))
+        policy = merge(policy_graphdef, jax.lax.stop_gradient(policy_params(state)))
         memory = merge(memory_graphdef, jax.lax.stop_gradient(state.memory))
 
         def chunk_sums(h, hm, tokens, mask):
@@ -171,7 +177,7 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
         def body(carry, xs):
             mb, m = xs
             g_p, g_m, loss_acc, met_acc, mloss_acc = carry
-            (loss, met), gp = pgrad(state.policy, state.ref, mb, totals, mb_key(m), ent_coef)
+            (loss, met), gp = pgrad(state.policy, state.ref, state.base, mb, totals, mb_key(m), ent_coef)
             g_p = jax.tree.map(jnp.add, g_p, gp)
             met_acc = jax.tree.map(jnp.add, met_acc, met)
             if mem_on:
@@ -182,12 +188,12 @@ def make_train_step(policy_graphdef, memory_graphdef, cfg, policy_tx, memory_tx,
 
         zero = jnp.zeros((), jnp.float32)
         if M == 1:  # no accumulation buffers: two fewer passes over every gradient
-            (loss, metrics), g_p = pgrad(state.policy, state.ref, batch, totals, mb_key(0), ent_coef)
+            (loss, metrics), g_p = pgrad(state.policy, state.ref, state.base, batch, totals, mb_key(0), ent_coef)
             (mloss, _), g_m = mgrad(state.memory, batch, mem_total) if mem_on else ((zero, None), None)
         else:
             zeros_p = jax.tree.map(jnp.zeros_like, state.policy)
             zeros_m = jax.tree.map(jnp.zeros_like, state.memory) if mem_on else None
-            met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref,
+            met0 = jax.eval_shape(lambda: policy_loss(state.policy, state.ref, state.base,
                                                       jax.tree.map(lambda x: x[0], micro), totals, mb_key(0),
                                                       ent_coef)[1])
             met0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met0)
