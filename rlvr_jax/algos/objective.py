@@ -50,7 +50,7 @@ def policy_objective(logp_new_BxT, logp_old_BxT, logp_sampler_BxT, logp_ref_BxT,
     (pass cfg.rollout.max_new_tokens; None falls back to T). key: a PRNG key, needed by a policy loss that
     draws (clip_cov). entropy_coef: the adaptive coefficient (a scalar array; None reads algo.entropy_coef).
     Metrics (kl and entropy as token means, whatever the aggregation): pg_loss, clip_frac_low,
-    clip_frac_high, dual_clip_frac, kl, entropy, ratio_mean, tis_frac_capped, tis_weight_mean, and
+    clip_frac_high, dual_clip_frac, kl, entropy, ratio_mean, tis_frac_capped, tis_weight_mean, logp_gap, and
     agg_denominator: every term is sum / agg_denominator, so micro-batch losses weighted by their
     agg_denominator and divided by the summed weights give the full-batch loss exactly.
     """
@@ -104,5 +104,8 @@ def policy_objective(logp_new_BxT, logp_old_BxT, logp_sampler_BxT, logp_ref_BxT,
                    dual_clip_frac=frac(aux["dual_clipped"]), kl=kl, entropy=entropy,
                    ratio_mean=masked_mean(aux["ratio"], mask), tis_frac_capped=frac(tis_capped),
                    tis_weight_mean=masked_mean(tis_weight, mask), **extra,
+                   # the sampler's logprobs (logp_old: its forward of the policy at T=1) against the trainer's,
+                   # token mean of |difference|: float error on each batch's first update, the policy's drift after
+                   logp_gap=masked_mean(jnp.abs(jax.lax.stop_gradient(logp_new_BxT) - logp_old_BxT), mask),
                    agg_denominator=aggregate_parts(jnp.zeros(mask.shape), mask, algo.loss_agg, norm)[1])
     return loss, metrics

@@ -37,8 +37,13 @@ class Dense(nnx.Module):
 
     def __call__(self, x):
         x = x.astype(self.dtype)
-        y = rows_matmul(x, self.kernel[...].astype(self.dtype))
+        return self.finish(x, rows_matmul(x, self.kernel[...].astype(self.dtype)))
+
+    def finish(self, x, y):
+        """y (= x @ W in the compute dtype) plus the adapters' term and the bias: shared with the sampler's
+        kernel subclass (`sampling.decode_kernels.PackedDense`), which computes x @ W its own way."""
         if self.lora_a is not None:
+            x = x.astype(self.dtype)
             low = rows_matmul(x, self.lora_a[...].astype(self.dtype))
             y = y + rows_matmul(low, self.lora_b[...].astype(self.dtype)) * jnp.asarray(self.lora_scale, self.dtype)
         if self.bias is not None:

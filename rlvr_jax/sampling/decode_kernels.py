@@ -58,13 +58,11 @@ def decode_matmul(requested: str, mesh=None, models=()) -> str:
 # -- the kernel subclasses: only `pack_for_decode` makes them, on throwaway in-jit copies --
 
 class PackedDense(Dense):
-    """A Dense whose kernel holds the `cpu_gemm.pack` panel layout: x @ W in the packed GEMM."""
+    """A Dense whose kernel holds the `cpu_gemm.pack` panel layout: x @ W in the packed GEMM (LoRA adapters and
+    the bias as in Dense)."""
 
     def __call__(self, x):
-        y = cpu_gemm.packed_matmul(x, self.kernel[...]).astype(self.dtype)
-        if self.bias is not None:
-            y = y + self.bias[...].astype(self.dtype)
-        return y
+        return self.finish(x, cpu_gemm.packed_matmul(x, self.kernel[...]).astype(self.dtype))  # + adapters, bias
 
 
 class KernelAttention(Attention):
