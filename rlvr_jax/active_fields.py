@@ -58,7 +58,8 @@ def inactive_fields(cfg: ml_collections.ConfigDict) -> dict[str, str]:
         off("model.cache_dir", f"only model.source='gguf' converts into a cache (source is {m.source!r})")
 
     if not m.lora_rank:  # train/build.py build_policy adds the adapters
-        off(("model.lora_alpha", "model.lora_targets", "model.lora_sampling"), "model.lora_rank=0: no adapters")
+        off(("model.lora_alpha", "model.lora_targets", "model.lora_sampling", "model.lora_quant"),
+            "model.lora_rank=0: no adapters")
 
     # memory: train/build.py build_memory, sampling/config.py from_config (text evaluation samples without it),
     # train/step.py (memory.window: the replay of train/replay.py, on both paths)

@@ -100,6 +100,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  "or 'all' / 'attention' / 'mlp'"),
         "lora_sampling": F("on_the_fly", "how rollouts run the adapters: applied in every projection, or folded into "
                                          "the kernels once per step", model_lora.SAMPLING),
+        "lora_quant": F("none", "QLoRA: store the frozen base's projection kernels in int8 (per-channel scales); "
+                                "needs a pretrained base (train.pretrain_steps=0)", model_lora.QUANT),
     },
     "memory": {
         "enabled": F(False, "train a DLC memory network and tilt sampling with it"),
@@ -376,6 +378,10 @@ def _check_consistency(cfg):
             model_lora.parse_targets(cfg.model.lora_targets)
         except ValueError as e:
             raise ConfigError(f"config.{e}") from None
+        if cfg.model.lora_quant != "none" and cfg.train.pretrain_steps:
+            raise ConfigError(f"config.model.lora_quant: {cfg.model.lora_quant!r} freezes an int8 base, which the "
+                              f"warm-up cannot train (train.pretrain_steps={cfg.train.pretrain_steps}); set "
+                              f"train.pretrain_steps=0 or lora_quant='none'")
     if cfg.model.num_heads % cfg.model.num_kv_heads:
         raise ConfigError(f"config.model.num_kv_heads: {cfg.model.num_kv_heads} must divide "
                           f"num_heads={cfg.model.num_heads}")

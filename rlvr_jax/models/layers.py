@@ -24,7 +24,7 @@ def _param(rngs: nnx.Rngs, init, shape, dtype, names):
 
 class Dense(nnx.Module):
     """y = x @ W (+ b) (+ scale * (x @ A) @ B with LoRA adapters, `models.lora.add_lora`); W stored [in, out]
-    as Flax does (HF stores the transpose)."""
+    as Flax does (HF stores the transpose), or int8 with a per-output-channel scale under QLoRA."""
 
     def __init__(self, d_in: int, d_out: int, names: tuple, *, bias: bool, cfg: ModelConfig, rngs: nnx.Rngs):
         init = nnx.initializers.normal(0.02)
@@ -34,10 +34,18 @@ class Dense(nnx.Module):
         self.dtype = cfg.jnp_dtype
         self.lora_a = self.lora_b = nnx.data(None)  # nnx.LoRAParam [in, r] and [r, out] once adapters are added
         self.lora_scale = 0.0
+        self.kernel_scale = nnx.data(None)  # [out] float32 when the kernel is stored int8 (`lora.quantize_base`)
+
+    def weight(self):
+        """W [in, out] in the compute dtype (an int8 kernel times its per-output-channel scale)."""
+        w = self.kernel[...].astype(self.dtype)
+        if self.kernel_scale is not None:
+            w = w * self.kernel_scale[...].astype(self.dtype)
+        return w
 
     def __call__(self, x):
         x = x.astype(self.dtype)
-        return self.finish(x, rows_matmul(x, self.kernel[...].astype(self.dtype)))
+        return self.finish(x, rows_matmul(x, self.weight()))
 
     def finish(self, x, y):
         """y (= x @ W in the compute dtype) plus the adapters' term and the bias: shared with the sampler's

@@ -20,6 +20,7 @@ from flax import nnx
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # model.lora_targets
 SAMPLING = ("on_the_fly", "merged")  # model.lora_sampling
+QUANT = ("none", "int8")  # model.lora_quant: the frozen base's storage
 ADAPTERS = ("lora_a", "lora_b")  # the attribute names of a Dense's adapter pair
 
 
@@ -79,6 +80,11 @@ def has_lora(model: nnx.Module) -> bool:
     return any(d.lora_a is not None for _, d in _targets_of(model, TARGETS))
 
 
+def is_quantized(model: nnx.Module) -> bool:
+    """Whether any projection holds an int8 kernel (`quantize_base`)."""
+    return any(d.kernel_scale is not None for _, d in _targets_of(model, TARGETS))
+
+
 def split(params):
     """(adapters, base) of a policy's params State: the LoRAParams, and every other Param (the frozen base)."""
     adapters, base = nnx.split_state(params, nnx.LoRAParam, ...)
@@ -98,22 +104,50 @@ def zero_adapters(adapters):
 
 
 def _strip(model: nnx.Module, fold: bool) -> nnx.Module:
-    """Removes every adapter pair of `model` in place; fold=True first adds `scale * A @ B` to the kernel
-    (float32 product, rounded once to the kernel's dtype)."""
+    """Removes every adapter pair of `model` in place, and turns int8 (QLoRA) kernels back into float kernels of the
+    model's param dtype; fold=True computes the new kernels, W + scale * A @ B (float32, rounded once), and
+    fold=False only sets the structure (for `base_graphdef`: no arrays are read)."""
+    param_dtype = model.cfg.jnp_param_dtype
     for _, dense in _targets_of(model, TARGETS):
-        if dense.lora_a is None:
+        quant = dense.kernel_scale is not None
+        if dense.lora_a is None and not quant:
             continue
+        dtype = param_dtype if quant else dense.kernel.get_value().dtype
         if fold:
-            w = dense.kernel.get_value()
-            upd = dense.lora_scale * jnp.dot(dense.lora_a.get_value(), dense.lora_b.get_value(),
-                                             preferred_element_type=jnp.float32)
-            dense.kernel = dense.kernel.replace((w.astype(jnp.float32) + upd).astype(w.dtype))
-        dense.lora_a = dense.lora_b = None
+            w = dense.kernel.get_value().astype(jnp.float32)
+            if quant:
+                w = w * dense.kernel_scale.get_value()
+            if dense.lora_a is not None:
+                w = w + dense.lora_scale * jnp.dot(dense.lora_a.get_value(), dense.lora_b.get_value(),
+                                                   preferred_element_type=jnp.float32)
+            dense.kernel = dense.kernel.replace(w.astype(dtype))
+        elif quant:
+            dense.kernel = dense.kernel.replace(jax.ShapeDtypeStruct(dense.kernel.get_value().shape, dtype))
+        dense.lora_a = dense.lora_b = dense.kernel_scale = None
+    return model
+
+
+def quantize_base(model: nnx.Module, targets=TARGETS) -> nnx.Module:
+    """QLoRA's frozen base in int8: each target projection's kernel W [in, out] becomes round(W / s) in int8 with
+    s = max_i |W[i, o]| / 127 per output channel (float32, `Dense.kernel_scale`), in place; returns the model.
+    Only for a frozen base: the int8 kernels get no gradients (`model.lora_quant='int8'` needs LoRA)."""
+    for _, dense in _targets_of(model, tuple(targets)):
+        if dense.kernel_scale is not None:
+            continue
+        w = dense.kernel.get_value().astype(jnp.float32)
+        scale = jnp.max(jnp.abs(w), axis=0) / 127.0
+        scale = jnp.where(scale > 0, scale, 1.0)
+        q = jnp.clip(jnp.round(w / scale), -127, 127).astype(jnp.int8)
+        meta = dense.kernel.get_metadata()
+        names = meta.get("out_sharding") or meta.get("sharding_names") or (None, None)
+        dense.kernel = dense.kernel.replace(q)
+        dense.kernel_scale = nnx.Param(scale, sharding_names=(names[1],), eager_sharding=False)
     return model
 
 
 def base_graphdef(graphdef, params):
-    """The graphdef of the model without adapters (params may be ShapeDtypeStructs: only structure is read)."""
+    """The graphdef of the plain model (no adapters, float kernels) that `merged_params` fill (params may be
+    ShapeDtypeStructs: only structure is read)."""
     return nnx.split(_strip(nnx.merge(graphdef, params), fold=False), nnx.Param)[0]
 
 
@@ -124,12 +158,9 @@ def merged_params(graphdef, params):
 
 
 def merged_model(model: nnx.Module) -> nnx.Module:
-    """A plain model (no adapters) computing base + adapters with folded kernels; `model` is untouched."""
-    gd, params = nnx.split(model, nnx.Param)
-    plain_gd = base_graphdef(gd, params)
-    rest = nnx.state(model, nnx.Not(nnx.Param))
-    return nnx.merge(plain_gd, merged_params(gd, params), rest) if len(rest) else nnx.merge(plain_gd,
-                                                                                           merged_params(gd, params))
+    """A plain model (no adapters, float kernels) computing base + adapters with folded kernels; `model` is
+    untouched (its arrays are not written)."""
+    return _strip(nnx.merge(*nnx.split(model)), fold=True)
 
 
 def adapter_bytes(adapters) -> int:

@@ -90,8 +90,8 @@ def _become(module, cls):
 
 
 def _packable_dense(model):
-    return [m for _, m in nnx.iter_modules(model)
-            if isinstance(m, Dense) and cpu_gemm.packable(m.kernel.shape[1])]
+    return [m for _, m in nnx.iter_modules(model)  # an int8 (QLoRA) kernel keeps XLA's dequantizing dot
+            if isinstance(m, Dense) and m.kernel_scale is None and cpu_gemm.packable(m.kernel.shape[1])]
 
 
 def packed_shapes(model) -> list[tuple[int, int]]:

@@ -84,13 +84,16 @@ def build_memory(cfg, policy):
 
 
 def add_adapters(cfg, policy):
-    """The policy with LoRA adapters on model.lora_targets when model.lora_rank > 0 (in place), else as is."""
+    """The policy with LoRA adapters on model.lora_targets when model.lora_rank > 0 (in place; its base in int8 under
+    model.lora_quant='int8'), else as is."""
     m = cfg.model
     if not m.lora_rank:
         return policy
     from rlvr_jax.models import lora
-    return lora.add_lora(policy, m.lora_rank, m.lora_alpha, lora.parse_targets(m.lora_targets),
-                         seed=cfg.train.seed + 2)
+    targets = lora.parse_targets(m.lora_targets)
+    if m.lora_quant == "int8":  # QLoRA: every projection of the frozen base in int8, adapters in float32
+        lora.quantize_base(policy)
+    return lora.add_lora(policy, m.lora_rank, m.lora_alpha, targets, seed=cfg.train.seed + 2)
 
 
 def build(cfg) -> Built:
