@@ -50,8 +50,15 @@ def test_topology_names():
     assert topologies.resolve_topology("v5p-32") == ("v5p:2x2x4", topologies.CHIPS["v5p"])
     assert topologies.resolve_topology("v5e:4x4")[0] == "v5e:4x4" and topologies.num_chips("v5e:4x4") == 16
     assert topologies.slice_name("v6e:2x4") == "v6e-8"
+    assert topologies.resolve_topology("v5e-1")[0] == "v5e:1x1" and topologies.num_chips("v5e:1x1") == 1
     with pytest.raises(ValueError, match="--topology"):
         topologies.resolve_topology("v9x-8")
+
+
+def test_a_single_chip_is_a_topology():
+    """v5e-1 (a Colab TPU runtime) is less than one libtpu host: planned with one-chip host bounds."""
+    devs, topo, chip = topologies.topology_devices("v5e-1")
+    assert topo == "v5e:1x1" and len(devs) == 1 and chip.name == "v5e"
 
 
 def test_small_config_compiles_for_v5e_slice(report):
