@@ -29,7 +29,8 @@ EXTRAS = {
     "tasks": ["reasoning-gym>=0.1.19"],
     # torch must already be installed as exactly torch==2.13.0 (a local CPU build);
     # the Makefile installs it first so this spec never pulls a CUDA build.
-    "ref": ["torch==2.13.0"],
+    # peft: tests/models/test_lora.py loads our PEFT adapter folder with it (it needs torch, hence here)
+    "ref": ["torch==2.13.0", "peft>=0.21"],
     "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6"],
 }
 EXTRAS["dev"] = EXTRAS["test"] + EXTRAS["tasks"] + ["ruff"]

@@ -158,7 +158,8 @@ def run_method(method, base_cfg, seeds, pg, base_params, policy_template, task, 
         state = program.init_state(policy, memory)
         if fns is None:  # same structure for every seed: compile once per method
             scfg = SamplingConfig.from_config(cfg, stop_token_ids=built.stop_token_ids, pad_id=built.pad_id)
-            it = make_iteration(task, cfg, program.policy_graphdef, program.memory_graphdef, program.step, scfg)
+            it = make_iteration(task, cfg, program.policy_graphdef, program.memory_graphdef, program.step, scfg,
+                                sampling_policy=program.sampling_policy)
             K = cfg.train.iterations_per_call
             fns = {n: jax.jit(make_multi_iteration(it, n)) for n in sorted({K, 1})}
         t0 = time.time()

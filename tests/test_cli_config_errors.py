@@ -36,6 +36,8 @@ CASES = [
     (["--config.model.num_kv_heads=3"], "config.model.num_kv_heads"),
     (["--config.model.source=hf"], "config.model.path"),
     (["--config.model.dtype=int8"], "config.model.dtype"),
+    (["--config.model.lora_rank=4", "--config.model.lora_targets=nope"], "config.model.lora_targets"),
+    (["--config.model.lora_alpha=32"], "config.model.lora_alpha"),  # lora_rank=0: refused as inactive
     (["--config.data.source=jsonl"], "config.data.path"),
     (["--config.eval.ks=1,128"], "config.eval.ks"),
     (["--config.mesh.data=-1", "--config.mesh.fsdp=-1"], "config.mesh"),

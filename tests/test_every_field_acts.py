@@ -270,7 +270,8 @@ def iteration_jaxpr(cfg):
     mesh = parallel.make_mesh(cfg.mesh)
     b, prog = _program(cfg, mesh)
     scfg = SamplingConfig.from_config(cfg, stop_token_ids=b.stop_token_ids, pad_id=b.pad_id)
-    it = make_iteration(b.task, cfg, prog.policy_graphdef, prog.memory_graphdef, prog.step, scfg, mesh=mesh)
+    it = make_iteration(b.task, cfg, prog.policy_graphdef, prog.memory_graphdef, prog.step, scfg, mesh=mesh,
+                        sampling_policy=prog.sampling_policy)
     pool = query_pool(b.task.sample(np.random.default_rng(0), cfg.data.size))
     return _text(jax.make_jaxpr(it)(prog.abstract_state, pool))
 
@@ -606,6 +607,11 @@ PROBES = {
     "model.param_dtype": ("bfloat16", TOKEN, policy_tree),
     "model.remat": (True, TOKEN, step_jaxpr),
     "model.cache_dir": (os.path.join(TMP, "gguf_cache"), with_(TOKEN, model__source="gguf"), gguf_calls),
+    # LoRA: build.add_adapters (the policy's params), the adapters' scale in the step, the sampler's graph
+    "model.lora_rank": (4, TOKEN, policy_tree),
+    "model.lora_alpha": (32.0, with_(TOKEN, model__lora_rank=4), step_jaxpr),
+    "model.lora_targets": ("attention", with_(TOKEN, model__lora_rank=4), policy_tree),
+    "model.lora_sampling": ("merged", with_(TOKEN, model__lora_rank=4), iteration_jaxpr),
     # memory: build_memory, the sampler's tilt, the memory optimiser and loss
     "memory.enabled": (True, TOKEN, memory_tree),
     "memory.width_ratio": (1.0, TOKEN_MEM, memory_tree),
@@ -810,6 +816,7 @@ def test_hf_models_take_param_dtype_and_remat(name, value):
     ("algo.kl_cov_coef", 0.5, with_(TOKEN, algo__policy_loss="clip_cov"), step_jaxpr),
     ("algo.dual_clip", 3.0, with_(TOKEN, algo__policy_loss="gspo"), step_jaxpr),
     ("algo.entropy_coef_delta", 0.01, TOKEN, step_jaxpr),  # fixed coefficient
+    ("model.lora_alpha", 32.0, TOKEN, step_jaxpr),  # lora_rank=0: no adapters to scale
     ("rollout.top_k", 3, with_(TOKEN, rollout__temperature=0.0),  # greedy: the argmax passes every filter
      lambda c: np.argmax(np.frombuffer(logits(c), np.float32).reshape(_Z.shape), -1).tobytes()),
 ])

@@ -53,7 +53,9 @@ class Dense(nnx.Module):
         if self.lora_a is not None:
             x = x.astype(self.dtype)
             low = rows_matmul(x, self.lora_a[...].astype(self.dtype))
-            y = y + rows_matmul(low, self.lora_b[...].astype(self.dtype)) * jnp.asarray(self.lora_scale, self.dtype)
+            # the scale goes on B [r, out], not on the product: XLA:CPU contracts `y + s * (low @ B)` with the
+            # consumers (a norm's mean of squares) into other roundings, so a zero B would not leave y bit-exact
+            y = y + rows_matmul(low, (self.lora_b[...] * self.lora_scale).astype(self.dtype))
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y

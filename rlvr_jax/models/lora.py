@@ -1,8 +1,9 @@
 """LoRA: low-rank adapters on the policy's projections, the frozen base split off, merging and PEFT names.
 
 A target projection `y = x @ W` becomes `y = x @ W + (alpha / r) * (x @ A) @ B`, with A [in, r] drawn like
-PEFT's default (kaiming-uniform, bound 1/sqrt(in)) and B [r, out] zero, so at init the model computes the base's
-logits exactly (the added term is an exact zero). Adapters are `nnx.LoRAParam` (a subclass of `nnx.Param`) in
+PEFT's default (kaiming-uniform, bound 1/sqrt(in)) and B [r, out] zero, so at init the added term is an exact zero
+and the jitted model computes the base's logits bit for bit (tests/models/test_lora.py; the one exception seen is
+qwen3's q/k RMSNorm in float32 on XLA:CPU, whose fused mean of squares can round ~1 ulp apart). Adapters are `nnx.LoRAParam` (a subclass of `nnx.Param`) in
 float32 whatever the base's dtype, with logical axes (W's input axis, "lora") and ("lora", W's output axis), so
 the sharding rules place them like their kernels and replicate the rank axis.
 
@@ -51,7 +52,7 @@ def _targets_of(model: nnx.Module, targets):
 def add_lora(model: nnx.Module, rank: int, alpha: float, targets=TARGETS, seed: int = 0) -> nnx.Module:
     """Adds rank-`rank` adapters (scale alpha / rank) to `model`'s target projections, in place; returns it.
 
-    The base parameters are untouched (same arrays), so the model's logits stay bit-identical until B moves.
+    The base parameters are untouched (same arrays); B = 0, so the logits stay the base's until B moves.
     """
     if rank < 1:
         raise ValueError(f"model.lora_rank: {rank} must be >= 1 to add adapters")

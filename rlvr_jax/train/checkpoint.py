@@ -335,16 +335,21 @@ class Preemption:
         return bool(np.any(flags))
 
 
+def _base(state):
+    """`state.base` of a TrainState; None for any other pytree (Checkpointer and open_and_resume take any)."""
+    return getattr(state, "base", None)
+
+
 def base_record(state) -> dict | None:
     """Per-leaf fingerprints of a LoRA run's frozen base (`TrainState.base`), or None. The base is not written
     into checkpoints (it is rebuilt from model.*, unchanged); this record, kept in each step's `extra`, proves
     on resume that it is the same one."""
-    return None if state.base is None else fingerprints(flat_leaves(state.base))
+    return None if _base(state) is None else fingerprints(flat_leaves(state.base))
 
 
 def without_base(state):
     """The part of a TrainState a checkpoint holds: everything but the frozen LoRA base."""
-    return state if state.base is None else state.replace(base=None)
+    return state if _base(state) is None else state.replace(base=None)
 
 
 def restore_with_base(ckpt, state, shardings, step: int | None = None, where: str = ""):
@@ -353,7 +358,7 @@ def restore_with_base(ckpt, state, shardings, step: int | None = None, where: st
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                             without_base(state), without_base(shardings))
     got = ckpt.restore(abstract, step)
-    if got is None or state.base is None:
+    if got is None or _base(state) is None:
         return got
     step, restored, extra = got
     want, have = extra.get("lora_base"), base_record(state)

@@ -13,7 +13,7 @@ from rlvr_jax import parallel
 from rlvr_jax.algos.advantages import compute_advantages
 from rlvr_jax.algos.unlikeliness import sequence_logp
 from rlvr_jax.sampling import SamplingConfig, sample_core
-from rlvr_jax.train.state import TrainState
+from rlvr_jax.train.state import TrainState, policy_params
 from rlvr_jax.train.step import batch_from_rollout
 
 
@@ -52,7 +52,8 @@ def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg
     """iteration(state, pool) -> (state, metrics) for an embedded token task.
 
     sampling_policy: state -> (graphdef, params) the rollouts run (`TrainProgram.sampling_policy`: LoRA adapters
-    joined with their base or folded in); None: (policy_graphdef, state.policy).
+    joined with their base or folded in); None: (policy_graphdef, the whole policy params) (`policy_params`: under
+    LoRA `state.policy` is the adapters alone).
 
     mesh: the run's mesh; the sampler then constrains rows, caches and parameters per the sampling rules
     (`mesh.sample_fsdp`: keep the parameters fsdp-sharded while sampling, or gather them), as the text
@@ -66,7 +67,7 @@ def make_iteration(task, cfg, policy_graphdef, memory_graphdef, train_step, scfg
     use_memory = memory_graphdef is not None
     if sampling_policy is None:
         def sampling_policy(state):
-            return policy_graphdef, state.policy
+            return policy_graphdef, policy_params(state)
 
     def one_round(state, pool, key):
         k_idx, k_sample = jax.random.split(key)
