@@ -612,6 +612,7 @@ PROBES = {
     "model.lora_alpha": (32.0, with_(TOKEN, model__lora_rank=4), step_jaxpr),
     "model.lora_targets": ("attention", with_(TOKEN, model__lora_rank=4), policy_tree),
     "model.lora_sampling": ("merged", with_(TOKEN, model__lora_rank=4), iteration_jaxpr),
+    "model.lora_quant": ("int8", with_(TOKEN, model__lora_rank=4), policy_tree),
     # memory: build_memory, the sampler's tilt, the memory optimiser and loss
     "memory.enabled": (True, TOKEN, memory_tree),
     "memory.width_ratio": (1.0, TOKEN_MEM, memory_tree),

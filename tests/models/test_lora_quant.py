@@ -35,8 +35,9 @@ def test_int8_kernels_are_within_half_a_step(family):
         assert d1.kernel[...].dtype == jnp.int8 and s.shape == (w.shape[1],)
         err = np.abs(np.asarray(d1.kernel[...], np.float32) * s - w)
         assert np.all(err <= 0.5 * s + 1e-7)
-    rel = float(jnp.linalg.norm(logits(q) - logits(base)) / jnp.linalg.norm(logits(base)))
-    assert 0 < rel < 0.02, rel
+    if family == "llama":  # one forward pair is enough for the logits' error
+        rel = float(jnp.linalg.norm(logits(q) - logits(base)) / jnp.linalg.norm(logits(base)))
+        assert 0 < rel < 0.02, rel
 
 
 def test_lora_on_an_int8_base_starts_exactly_at_that_base():
@@ -73,7 +74,7 @@ def test_sampler_runs_the_int8_base_and_its_logprobs_match_the_trainer():
     from rlvr_jax.models.scoring import response_logprobs_and_entropy
     _, q = qlora()
     ids, mask = np.array([[0, 5, 6, 7], [9, 10, 11, 12]], np.int32), np.array([[0, 1, 1, 1], [1, 1, 1, 1]], bool)
-    r = Sampler()(q, ids, mask, jax.random.key(0), SamplingConfig(max_new_tokens=6, num_samples=2, prompt_buckets=(4,)))
+    r = Sampler()(q, ids, mask, jax.random.key(0), SamplingConfig(max_new_tokens=4, num_samples=2, prompt_buckets=(4,)))
     want, _ = response_logprobs_and_entropy(q, jnp.asarray(ids).repeat(2, 0), jnp.asarray(mask).repeat(2, 0),
                                             r.tokens_BxN, 2, 64)
     m = np.asarray(r.mask_BxN, bool)
