@@ -77,3 +77,27 @@ def test_analytic_mode_counts_lora_too(plans):
     assert lo["peak_bytes_per_chip"]["train"] < full["peak_bytes_per_chip"]["train"]
     text = format_report(lo)
     assert "LoRA rank 2" in text and "frozen base" in text and "optimiser states (the adapters' moments)" in text
+
+
+def test_the_planners_lora_program_is_the_loops():
+    """The loop builds its LoRA program from live modules (`train.build`: adapters added after building), the
+    planner from abstract ones: same state, shardings and lowered train step, and the same sampling policy."""
+    import jax
+
+    from rlvr_jax.plan import aot
+    from rlvr_jax.train.build import build
+    from rlvr_jax.train.program import train_program, updates_per_run
+    cfg = _cfg(lora_rank=2, lora_sampling="merged")
+    mesh = aot.make_mesh_for(cfg, jax.devices())
+    planned = aot.program_for(cfg, mesh, aot.policy_model_config(cfg), None)
+    built = build(cfg)
+    live = train_program(cfg, built.policy, built.memory, mesh, updates_per_run(cfg))
+    assert planned.use_lora and live.use_lora and planned.abstract_state.ref is None
+    assert jax.tree.leaves(live.state_shardings) == jax.tree.leaves(planned.state_shardings)
+    assert jax.tree.leaves(live.abstract_state) == jax.tree.leaves(planned.abstract_state)
+    P, N = aot.prompt_len(cfg), cfg.rollout.max_new_tokens
+    texts = [p.jitted.lower(p.abstract_state, p.abstract_batch(P, N)).as_text() for p in (live, planned)]
+    assert texts[0] == texts[1]
+    (lg, lp), (pg, pp) = live.abstract_sampling_policy(), planned.abstract_sampling_policy()
+    assert lg == pg and jax.tree.leaves(lp) == jax.tree.leaves(pp)
+    assert not any("lora" in str(k) for k, _ in jax.tree_util.tree_flatten_with_path(pp)[0])  # merged: plain graph
