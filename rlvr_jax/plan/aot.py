@@ -73,10 +73,22 @@ def make_mesh_for(cfg, devices) -> Mesh:
     return Mesh(arr, AXES, axis_types=(AxisType.Auto,) * 3)
 
 
+def abstract_policy(cfg, pc):
+    """The policy the run trains, from shapes: with LoRA adapters (`train.build.add_adapters`) when
+    model.lora_rank > 0, so the planned train state is the adapters + the frozen base, not a full copy."""
+    if not cfg.model.lora_rank:
+        return models.abstract(pc)
+    from flax import nnx
+
+    from rlvr_jax.train.build import add_adapters
+    return nnx.eval_shape(lambda: add_adapters(cfg, models.create(pc, seed=cfg.train.seed)))
+
+
 def program_for(cfg, mesh, pc, mc) -> TrainProgram:
     """The run's TrainProgram for these model configs on `mesh`, from abstract models: shapes only."""
     updates = cfg.train.steps * cfg.algo.ppo_epochs * cfg.algo.mini_batches
-    return train_program(cfg, models.abstract(pc), models.abstract(mc) if mc is not None else None, mesh, updates)
+    return train_program(cfg, abstract_policy(cfg, pc), models.abstract(mc) if mc is not None else None, mesh,
+                         updates)
 
 
 # --------------------------------------------------------------------------------------- compiling
@@ -116,10 +128,13 @@ def compile_train_step(cfg, program: TrainProgram):
 
 def compile_sampler(cfg, program: TrainProgram, pc):
     """(compiled sampler, sample-layout param shardings, seconds): prefill + decode of prompts_per_step * G
-    rows with KV caches of the largest prompt bucket + max_new_tokens (and the memory network when on)."""
+    rows with KV caches of the largest prompt bucket + max_new_tokens (and the memory network when on).
+    The policy is the one the loops sample (`TrainProgram.sampling_policy`): under LoRA the base with its
+    adapters applied on the fly, or the plain graph with merged kernels (model.lora_sampling='merged')."""
     from rlvr_jax.sampling import sample_core
     mesh, state = program.mesh, program.abstract_state
-    pg, mg = program.policy_graphdef, program.memory_graphdef
+    pg, sparams = program.abstract_sampling_policy()
+    mg = program.memory_graphdef
     rules = rules_for("sample", cfg.mesh.sample_fsdp)
     scfg = sampling_config(cfg, pc)
     n, Pl = cfg.rollout.prompts_per_step, prompt_len(cfg)
@@ -127,13 +142,13 @@ def compile_sampler(cfg, program: TrainProgram, pc):
     def sample(pstate, mstate, prompts, mask, key_data):
         return sample_core(pg, pstate, prompts, mask, jax.random.wrap_key_data(key_data), scfg, mg, mstate,
                            mesh=mesh, rules=rules)
-    p_sh = state_shardings(state.policy, mesh, rules)
+    p_sh = state_shardings(sparams, mesh, rules)
     m_sh = state_shardings(state.memory, mesh, rules) if state.memory is not None else None
     pr_sh = batch_shardings(jax.ShapeDtypeStruct((n, Pl), jnp.int32), mesh, rules)
     rep = NamedSharding(mesh, P())
     t0 = time.time()
     fn = jax.jit(sample, in_shardings=(p_sh, m_sh, pr_sh, pr_sh, rep))
-    args = (with_shardings(state.policy, p_sh), None if m_sh is None else with_shardings(state.memory, m_sh),
+    args = (with_shardings(sparams, p_sh), None if m_sh is None else with_shardings(state.memory, m_sh),
             jax.ShapeDtypeStruct((n, Pl), jnp.int32, sharding=pr_sh),
             jax.ShapeDtypeStruct((n, Pl), jnp.bool_, sharding=pr_sh),
             jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep))
@@ -283,8 +298,12 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         take_train(nums, train_from, cfg, target.name, layers)
     program = program_for(cfg, mesh, pc, mc)
     state, st_sh = program.abstract_state, program.state_shardings
+    _, sparams = program.abstract_sampling_policy()  # the params the sampler runs
+    merged = program.use_lora and program.lora_sampling == "merged"
+    merged_b = chip_bytes(sparams, state_shardings(sparams, mesh, program.rules)) if merged else 0
     train_mem = nums["train"]
-    params_b = chip_bytes(state.policy, st_sh.policy)
+    params_b = chip_bytes(state.policy, st_sh.policy)  # the trainable policy params: the adapters under LoRA
+    base_b = chip_bytes(state.base, st_sh.base) if state.base is not None else 0  # LoRA's frozen base
     mem_b = chip_bytes(state.memory, st_sh.memory) if state.memory is not None else 0
     ref_b = chip_bytes(state.ref, st_sh.ref) if state.ref is not None else 0
     opt_b = chip_bytes(state.policy_opt, st_sh.policy_opt) + (
@@ -299,7 +318,8 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         kv_b = eng_b["kv"]
     report = {
         "config": {**train_config(cfg), "policy_params": pc.num_params(),
-                   "memory_params": mc.num_params() if mc else 0, "num_layers": pc.num_layers},
+                   "memory_params": mc.num_params() if mc else 0, "num_layers": pc.num_layers,
+                   **({"lora": lora_summary(cfg, state)} if program.use_lora else {})},
         "target": {"topology": target.name, "slice": slice_name(target.name), "chips": len(target.devices),
                    "chip": target.chip.name if target.chip else target.devices[0].platform,
                    "hbm_bytes": target.chip.hbm_bytes if target.chip else None,
@@ -309,7 +329,9 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
                    f"compiled at {layers[0]} and {layers[1]} layers, compiler numbers extrapolated affinely to "
                    f"{pc.num_layers} layers" + (f" (not affine, shown at {layers[1]} layers: "
                                                 f"{', '.join(nums['not_affine'])})" if nums.get("not_affine") else "")),
-        "bytes_per_chip": {"params": params_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
+        "bytes_per_chip": {"params": params_b + base_b + mem_b + ref_b, "optimizer": opt_b, "train_state": state_b,
+                           **({"base": base_b, "adapters": params_b, "merged_copy": merged_b}
+                              if program.use_lora else {}),
                            "train_temp": train_mem.get("temp"), "kv_cache": kv_b},
         "train_step": {"memory": train_mem, "compile_s": round(nums["train_s"], 1),
                        "xla_flops_per_chip": nums["xla_flops"]},
@@ -322,18 +344,20 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     if train_mem.get("oom"):  # the compiler refused the step: its temporaries alone exceed HBM
         peak_train = max(peak_train, state_b + train_mem["temp"])
     peak_sample = None
-    sample_param_b = chip_bytes(state.policy, state_shardings(state.policy, mesh, rules)) + (
+    sample_param_b = chip_bytes(sparams, state_shardings(sparams, mesh, rules)) + (
         chip_bytes(state.memory, state_shardings(state.memory, mesh, rules)) if state.memory is not None else 0)
     if sampler and not analytic:
         smem = nums["sample"]
         copy = sample_param_b if _layouts_differ(mesh, rules) else 0
+        # merged LoRA sampling: the merged kernels (train layout) stay alive beside the state while sampling
+        copy += merged_b
         # sampling runs while the train state stays resident; the sample-layout params are a second copy
         # only when the layouts differ (fsdp > 1 and mesh.sample_fsdp=False)
         # (small buffers may sit in on-chip VMEM and escape the temp count: never count less than the KV caches)
         peak_sample = state_b + copy + max(smem.get("temp") or 0, kv_b) + (smem.get("output") or 0)
         if eng_b is not None:  # params come in the train layout: any sample-layout copy is in each step's temp
-            copy = 0
-            peak_sample = state_b + eng_b["resident"] + working_bytes(smem)
+            copy = merged_b
+            peak_sample = state_b + merged_b + eng_b["resident"] + working_bytes(smem)
         report["sampler"] = {"memory": smem, "compile_s": round(nums["sample_s"], 1), "sample_params_copy": copy}
         report["bytes_per_chip"]["sample_temp"] = smem.get("temp") if eng_b is None else working_bytes(smem)
     flops = step_flops(cfg, pc, mc)
@@ -342,7 +366,7 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
     report["peak_bytes_per_chip"] = {"train": peak_train, "sample": peak_sample, "max": peak}
     if analytic:
         from rlvr_jax.plan.estimate import estimate
-        copy = sample_param_b if _layouts_differ(mesh, rules) else 0
+        copy = (sample_param_b if _layouts_differ(mesh, rules) else 0) + merged_b
         held, sizes = (kv_b, {}) if eng is None else (eng_b["resident"], {"rows": eng.slots, "prompts": eng.store})
         est = estimate(cfg, pc, mc, state_b, params_b + mem_b, held, copy, dict(mesh.shape), **sizes)
         report["bytes_per_chip"].update(train_temp=est["train_activations"] + est["grads"],
@@ -355,6 +379,14 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
         report["engine"] = {**dataclasses.asdict(eng), "waves": eng.waves, **eng_b, "kind": cfg.rollout.engine,
                             "slots_setting": cfg.rollout.slots, "kv_budget_mb": cfg.rollout.kv_budget_mb}
     return judge(report, target.chip)
+
+
+def lora_summary(cfg, state) -> dict:
+    """The report's LoRA entry: rank, scale, targets, sampling mode and the adapters' parameter count."""
+    from rlvr_jax.models import lora
+    m = cfg.model
+    return {"rank": m.lora_rank, "alpha": m.lora_alpha, "targets": list(lora.parse_targets(m.lora_targets)),
+            "sampling": m.lora_sampling, "adapter_params": sum(x.size for x in jax.tree.leaves(state.policy))}
 
 
 def _layouts_differ(mesh, sample_rules) -> bool:

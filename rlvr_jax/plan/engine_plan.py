@@ -102,11 +102,13 @@ def engine_bytes(cfg, model_cfgs, eng: EngineShape, mesh, rules) -> dict:
 def engine_programs(cfg, program, model_cfgs, eng: EngineShape, rules) -> dict:
     """name -> thunk lowering one of the engine's own jitted steps from abstract inputs: `decode_chunk` of
     all S slots, `admit` of S rows (the first refill) and `prefill_store` of Q prompts. Parameters come in
-    the train layout, as the loop hands them over (each step places them in the sampling layout)."""
+    the train layout, as the loop hands them over (each step places them in the sampling layout); the policy's
+    are `TrainProgram.sampling_policy`'s (under LoRA the base with adapters, or merged kernels)."""
     from rlvr_jax.sampling.engine import ContinuousEngine
     mesh, state = program.mesh, program.abstract_state
-    graphdefs = (program.policy_graphdef,) + ((program.memory_graphdef,) if len(model_cfgs) > 1 else ())
-    states = [state.policy] + ([state.memory] if len(model_cfgs) > 1 else [])  # carry the train shardings
+    pg, pstate = program.abstract_sampling_policy()  # what the loops sample with (LoRA: joined or merged)
+    graphdefs = (pg,) + ((program.memory_graphdef,) if len(model_cfgs) > 1 else ())
+    states = [pstate] + ([state.memory] if len(model_cfgs) > 1 else [])  # carry the train shardings
     scfg = sampling_config(cfg, model_cfgs[0])
     engine = ContinuousEngine(eng.slots, eng.chunk, mesh, rules)
     slots, store = abstract_state(cfg, model_cfgs, eng, mesh, rules)

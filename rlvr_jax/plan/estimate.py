@@ -55,11 +55,12 @@ def sample_activations(cfg, mc, mesh_shape: dict, S: int, rows: int | None = Non
 
 def estimate(cfg, pc, mc, state_bytes: int, params_bytes: int, kv_bytes: int, sample_param_copy: int,
              mesh_shape: dict, rows: int | None = None, prompts: int | None = None) -> dict:
-    """Peak bytes per chip of the update phase and the sampling phase (analytic); kv_bytes: what sampling
-    holds throughout (KV caches, or the engine's slots and store), rows / prompts as `sample_activations`."""
+    """Peak bytes per chip of the update phase and the sampling phase (analytic); params_bytes: the trainable
+    params (the gradients' size: under LoRA the adapters, not the frozen base); kv_bytes: what sampling holds
+    throughout (KV caches, or the engine's slots and store), rows / prompts as `sample_activations`."""
     T = prompt_len(cfg) + cfg.rollout.max_new_tokens - 1
     act = train_activations(cfg, pc, mesh_shape, T) + (train_activations(cfg, mc, mesh_shape, T) if mc else 0)
-    grads = 2 * params_bytes  # accumulated gradients + one micro-batch's gradients
+    grads = 2 * params_bytes  # accumulated gradients + one micro-batch's gradients (trainable params only)
     train = state_bytes + grads + act
     s_act = sample_activations(cfg, pc, mesh_shape, T + 1, rows, prompts)
     sample = state_bytes + sample_param_copy + kv_bytes + s_act

@@ -75,6 +75,11 @@ def format_report(rep: dict) -> str:
              f"remat={c['remat']}, params {c['param_dtype']}",
              f"   on {t['slice']} ({t['topology']}, {t['chips']} x {t['chip']}, "
              f"{gib(t['hbm_bytes'])} HBM/chip), mesh {mesh}"]
+    lo = c.get("lora")
+    if lo:
+        lines.append(f"   LoRA rank {lo['rank']} (alpha {lo['alpha']:g}) on {','.join(lo['targets'])}: "
+                     f"{lo['adapter_params'] / 1e6:.1f} M adapter params trained, base frozen; sampling "
+                     f"{lo['sampling'].replace('_', ' ')}")
     e = rep.get("engine")
     if e:
         lines.append(f"   continuous engine: {e['slots']} slots over the mesh, a store of {e['store']} prompts "
@@ -85,10 +90,17 @@ def format_report(rep: dict) -> str:
         oom = (rep.get(phase) or {}).get("memory", {}).get("oom")
         if oom:
             lines.append(f"   (!) {phase.replace('_', ' ')}: the TPU compiler ran out of HBM: {oom}")
-    rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"]),
-            ("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
-            ("sampler temp (incl. KV caches)", b.get("sample_temp")),
-            ("peak: update phase", p["train"]), ("peak: sampling phase (train state resident)", p["sample"])]
+    if lo:
+        rows = [("frozen base (also the KL reference)", b["base"]), ("LoRA adapters", b["adapters"]),
+                ("optimiser states (the adapters' moments)", b["optimizer"])]
+        rows += [("memory network and its moments", b["train_state"] - b["base"] - b["adapters"] - b["optimizer"])] \
+            if c["memory_params"] else []
+        rows += [("merged-kernel copy (sampling)", b["merged_copy"])] if b.get("merged_copy") else []
+    else:
+        rows = [("parameters (policy, memory, ref)", b["params"]), ("optimiser states", b["optimizer"])]
+    rows += [("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
+             ("sampler temp (incl. KV caches)", b.get("sample_temp")),
+             ("peak: update phase", p["train"]), ("peak: sampling phase (train state resident)", p["sample"])]
     for label, v in rows:
         lines.append(f"   {label:<46}{gib(v):>14}")
     if rep.get("hbm_use") is not None:

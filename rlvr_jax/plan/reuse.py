@@ -18,7 +18,10 @@ def train_config(cfg) -> dict:
             "prompts_per_step": cfg.rollout.prompts_per_step, "prompt_len": prompt_len(cfg),
             "max_new_tokens": cfg.rollout.max_new_tokens, "micro_batches": cfg.algo.micro_batches,
             "mini_batches": cfg.algo.mini_batches, "remat": bool(cfg.model.remat),
-            "param_dtype": cfg.model.param_dtype, "dtype": cfg.model.dtype}
+            "param_dtype": cfg.model.param_dtype, "dtype": cfg.model.dtype,
+            # LoRA (absent for full fine-tuning, so reports made before LoRA still match theirs)
+            **({"lora_rank": cfg.model.lora_rank, "lora_targets": cfg.model.lora_targets} if cfg.model.lora_rank
+               else {})}
 
 
 def take_train(nums: dict, rep: dict, cfg, topology: str, layers) -> None:
@@ -26,7 +29,8 @@ def take_train(nums: dict, rep: dict, cfg, topology: str, layers) -> None:
     same train step: same model, batch, optimiser split, precision, slice and compile depths."""
     mine = train_config(cfg)
     depth = "compiled at full depth" if layers is None else f"compiled at {layers[0]} and {layers[1]} layers"
-    diff = [k for k in mine if rep["config"].get(k) != mine[k]]
+    diff = [k for k in {**mine, **{k: 0 for k in ("lora_rank", "lora_targets") if k in rep["config"]}}
+            if rep["config"].get(k) != mine.get(k)]
     if rep["target"]["topology"] != topology:
         diff.append(f"topology {rep['target']['topology']}")
     if not rep.get("method", "").startswith(depth):

@@ -41,12 +41,13 @@ DEVICE_KINDS = {"TPU v4": "v4", "TPU v5 lite": "v5e", "TPU v5e": "v5e", "TPU v5"
 
 # Rented slice names -> libtpu topology (chips laid out as a 2D torus for v5e/v6e, 3D for v4/v5p).
 SLICES = {
-    "v5e-1": "v5e:1x1", "v6e-1": "v6e:1x1",  # one chip (Colab's TPU runtimes are v5e-1 / v6e-1)
-    "v5e-4": "v5e:2x2", "v5e-8": "v5e:2x4", "v5e-16": "v5e:4x4", "v5e-32": "v5e:4x8", "v5e-64": "v5e:8x8",
+    "v5e-1": "v5e:1x1", "v5e-4": "v5e:2x2", "v5e-8": "v5e:2x4", "v5e-16": "v5e:4x4", "v5e-32": "v5e:4x8",
+    "v5e-64": "v5e:8x8",
     "v5e-128": "v5e:8x16", "v5e-256": "v5e:16x16",
     "v5p-8": "v5p:2x2x1", "v5p-16": "v5p:2x2x2", "v5p-32": "v5p:2x2x4", "v5p-64": "v5p:2x4x4",
     "v5p-128": "v5p:4x4x4", "v5p-256": "v5p:4x4x8",
-    "v6e-4": "v6e:2x2", "v6e-8": "v6e:2x4", "v6e-16": "v6e:4x4", "v6e-32": "v6e:4x8", "v6e-64": "v6e:8x8",
+    "v6e-1": "v6e:1x1", "v6e-4": "v6e:2x2", "v6e-8": "v6e:2x4", "v6e-16": "v6e:4x4", "v6e-32": "v6e:4x8",
+    "v6e-64": "v6e:8x8",
     "v6e-256": "v6e:16x16",
     "v4-8": "v4:2x2x1", "v4-16": "v4:2x2x2", "v4-32": "v4:2x2x4", "v4-64": "v4:2x4x4",
 }
@@ -132,7 +133,6 @@ def topology_devices(name: str):
     quiet_libtpu_env(path)
     from jax.experimental import topologies
     dims = [int(x) for x in topo.split(":")[1].split("x")]
-    kw = {}
-    if len(dims) == 2 and dims[0] * dims[1] < 4:  # less than one 2x2 host of v5e / v6e chips (v5e-1, v6e-1)
-        kw["chips_per_host_bounds"] = dims + [1]
+    # libtpu's default host is 2x2x1 chips; a slice smaller than one host (v5e-1, v6e-1) is its own host
+    kw = {"chips_per_host_bounds": (dims + [1, 1])[:3]} if math.prod(dims) < 4 else {}
     return topologies.get_topology_desc(topology_name=topo, platform="tpu", **kw).devices, topo, chip

@@ -88,6 +88,18 @@ class TrainProgram:
             return self._plain_graphdef, self._merge(policy_params(state))
         return self.policy_graphdef, policy_params(state)
 
+    def abstract_sampling_policy(self):
+        """(graphdef, params as ShapeDtypeStructs in the train layout) of `sampling_policy(abstract_state)`:
+        what the sampler runs, from shapes (`rlvr-compile` compiles its sampler for them). Under LoRA: the
+        base joined with the adapters, or with model.lora_sampling='merged' the plain graph's merged kernels."""
+        box = {}
+
+        def params(state):
+            box["graphdef"], p = self.sampling_policy(state)
+            return p
+        shapes = jax.eval_shape(params, self.abstract_state)
+        return box["graphdef"], with_shardings(shapes, parallel.state_shardings(shapes, self.mesh, self.rules))
+
     def jit(self, *, donate: bool = True):
         """The step jitted with this program's shardings (`jitted` is `jit()`; donate=False keeps the
         input state alive, for benchmarks that time the same state repeatedly)."""

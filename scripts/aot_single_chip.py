@@ -1,0 +1,199 @@
+"""The single-chip table: Qwen3-0.6B / 1.7B / 4B, GRPO, full fine-tuning vs LoRA, on v5e-1, v6e-1 and v5e-8.
+
+Every cell (model x response length x slice x mode) is planned analytically first (`rlvr-compile --analytic`,
+in this process, seconds each); the cells chosen for compiling (`--compile`: by default those whose analytic
+peak is within a factor `--band` of the chip's HBM, i.e. near the fit boundary) are then compiled for real
+through libtpu, one at a time, each in its own `rlvr-compile --layers 2,4` process (two depths, extrapolated).
+A compiled report, when there is one, decides the cell; the table says which cells are analytic. Reports:
+docs/aot/lora/runs/<model>_<len>_<slice>_<mode>[_analytic].json (+ .log); table: docs/aot/lora/single_chip_table.md.
+
+    python scripts/aot_single_chip.py                       # analytic grid + compiles near the boundary
+    python scripts/aot_single_chip.py --reuse               # resume: reports already there stand
+    python scripts/aot_single_chip.py --compile none        # analytic only
+    python scripts/aot_single_chip.py --compile 4b_1k_v5e-1_lora,0.6b_2k_v5e-1_full --reuse
+    python scripts/aot_single_chip.py --render              # the table again from the reports
+
+Setup (configs/single_chip.py): 16 prompts x G = 8, prompts planned at 512 tokens, bf16 params and compute,
+remat, 16 micro-batches (one group each: the most the config allows), rollouts on the continuous engine with a
+KV budget of a quarter of the chip's HBM; LoRA rank 32 (alpha 64) on all seven projections, sampled on the fly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from rlvr_jax.plan.report import judge  # noqa: E402
+from rlvr_jax.plan.topologies import CHIPS  # noqa: E402
+
+MODELS = ("0.6b", "1.7b", "4b")
+LENGTHS = (1024, 2048)
+SLICES = ("v5e-1", "v6e-1", "v5e-8")
+MODES = ("full", "lora")
+LORA = {"rank": 32, "alpha": 64.0, "targets": "all"}
+CONFIG = os.path.join(ROOT, "configs", "single_chip.py")
+OUT = os.path.join(ROOT, "docs", "aot", "lora")
+GiB = 2**30
+
+
+def tag(model: str, length: int, slice_: str, mode: str) -> str:
+    return f"{model}_{length // 1024}k_{slice_}_{mode}"
+
+
+def overrides(model: str, length: int, slice_: str, mode: str) -> list[str]:
+    """The cell's `--config.` flags on top of configs/single_chip.py."""
+    hbm = CHIPS[slice_.split("-")[0]].hbm_bytes
+    out = [f"--config.model.preset=qwen3-{model}", f"--config.rollout.max_new_tokens={length}",
+           f"--config.rollout.kv_budget_mb={int(0.25 * hbm / 2**20)}"]
+    if mode == "lora":
+        out += [f"--config.model.lora_rank={LORA['rank']}", f"--config.model.lora_alpha={LORA['alpha']}",
+                f"--config.model.lora_targets={LORA['targets']}"]
+    return out
+
+
+def cells():
+    return [(m, n, s, mode) for m in MODELS for n in LENGTHS for s in SLICES for mode in MODES]
+
+
+def _load(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rep = json.load(f)
+    rep = rep[0] if isinstance(rep, list) else rep
+    chip = CHIPS.get(rep["target"].get("chip"))
+    return judge(rep, chip) if chip is not None else rep
+
+
+def analytic(cell, runs: str, reuse: bool) -> dict:
+    """The cell's analytic report (planned in this process)."""
+    out = os.path.join(runs, tag(*cell) + "_analytic.json")
+    if reuse and os.path.exists(out):
+        return _load(out)
+    from rlvr_jax.cli import _parse
+    from rlvr_jax.plan import aot
+    cfg, _ = _parse(["rlvr-compile", f"--config={CONFIG}", *overrides(*cell)], runs=False)
+    with open(out.replace(".json", ".log"), "w") as log:
+        aot.run(cfg, topology=cell[2], out=out, analytic=True, echo=lambda s: print(s, file=log))
+    return _load(out)
+
+
+def compile_cell(cell, runs: str, reuse: bool, layers: str) -> dict | None:
+    """The cell compiled through libtpu (`rlvr-compile --layers`), in its own process; None if it failed."""
+    out = os.path.join(runs, tag(*cell) + ".json")
+    if reuse and os.path.exists(out):
+        return _load(out)
+    if os.path.exists(out):
+        os.remove(out)
+    cmd = [sys.executable, "-m", "rlvr_jax.cli", "compile", f"--config={CONFIG}", f"--topology={cell[2]}",
+           f"--out={out}", f"--layers={layers}", *overrides(*cell)]
+    t = time.time()
+    with open(out.replace(".json", ".log"), "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    print(f"[aot_single_chip] compiled {tag(*cell)}: rc {rc}, {time.time() - t:.0f} s", flush=True)
+    return _load(out) if rc == 0 else None
+
+
+def _g(x) -> str:
+    return "-" if not x else f"{x / GiB:.2f}"
+
+
+def row(cell, runs: str) -> str:
+    comp, ana = (_load(os.path.join(runs, tag(*cell) + s + ".json")) for s in ("", "_analytic"))
+    rep = comp or ana
+    if rep is None:
+        return f"| Qwen3-{cell[0].upper()} | {cell[1] // 1024}k | {cell[2]} | {cell[3]} | not run |" + " |" * 8
+    b, p, hbm = rep["bytes_per_chip"], rep["peak_bytes_per_chip"], rep["target"]["hbm_bytes"]
+    how = "compiled (2+4 layers)" if comp else "analytic"
+    if comp and any((comp.get(k) or {}).get("memory", {}).get("oom") for k in ("train_step", "sampler")):
+        how += ", compiler out of HBM"
+    if comp and ana:
+        how += f"; analytic {ana['hbm_use']:.0%}"
+    eng = rep.get("engine")
+    sampler = f"engine {eng['slots']} slots" if eng else "static"
+    base = b.get("base", b["params"])
+    mode = cell[3] if cell[3] == "full" else f"LoRA r{LORA['rank']}"
+    return (f"| Qwen3-{cell[0].upper()} | {cell[1] // 1024}k | {cell[2]} | {mode} | "
+            f"{'**yes**' if rep['fits'] else 'no'} ({rep['hbm_use']:.0%}) | {_g(base)} | {_g(b.get('adapters'))} | "
+            f"{_g(b['optimizer'])} | {_g(p['train'])} | {_g(p['sample'])} | {hbm / GiB:.2f} | {sampler} | {how} |")
+
+
+HEADER = ("| model | response | slice | mode | fits (peak/HBM) | params or frozen base | adapters | optimiser | "
+          "peak update | peak sampling | HBM | sampler | numbers |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def write_table(runs: str, out: str):
+    lines = ["GiB per chip. GRPO, 16 prompts x G = 8, prompt 512 + response tokens, bf16, remat, 16 micro-batches "
+             f"(one group each), continuous engine with a KV budget of 1/4 of HBM; LoRA rank {LORA['rank']} "
+             f"(alpha {LORA['alpha']:g}) on q,k,v,o,gate,up,down, sampled on the fly. \"compiled\": libtpu compiles "
+             "at 2 and 4 layers extrapolated to full depth (scripts/aot_single_chip.py).", "", HEADER]
+    lines += [row(c, runs) for c in cells()]
+    with open(os.path.join(out, "single_chip_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "single_chip_summary.md"), "w") as f:
+        f.write(summary(runs) + "\n")
+
+
+def _verdict(cell, runs: str) -> str:
+    comp, ana = (_load(os.path.join(runs, tag(*cell) + s + ".json")) for s in ("", "_analytic"))
+    rep = comp or ana
+    if rep is None:
+        return "not run"
+    word = "**fits**" if rep["fits"] else "no"
+    return f"{word} {rep['hbm_use']:.0%}" + (" (compiled)" if comp else "")
+
+
+def summary(runs: str) -> str:
+    """The README's short table: per model and response length, full / LoRA verdicts on each slice."""
+    lines = ["| model, response | " + " | ".join(f"{s}: full / LoRA r{LORA['rank']}" for s in SLICES) + " |",
+             "|---" * (len(SLICES) + 1) + "|"]
+    for m in MODELS:
+        for n in LENGTHS:
+            cells_ = [" / ".join(_verdict((m, n, s, mode), runs) for mode in MODES) for s in SLICES]
+            lines.append(f"| Qwen3-{m.upper()}, {n // 1024}k | " + " | ".join(cells_) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--compile", default="auto",
+                    help="auto (cells with analytic peak within --band of HBM), all, none, or comma-separated tags")
+    ap.add_argument("--band", type=float, default=1.5, help="auto: compile cells with 1/band < peak/HBM < band")
+    ap.add_argument("--layers", default="2,4")
+    ap.add_argument("--reuse", action="store_true", help="reports already there stand (resume a cut-off run)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the table from the reports there")
+    args = ap.parse_args()
+    runs = os.path.join(args.out, "runs")
+    os.makedirs(runs, exist_ok=True)
+    if args.render:
+        write_table(runs, args.out)
+        print(open(os.path.join(args.out, "single_chip_table.md")).read())
+        return
+    t0 = time.time()
+    reps = {c: analytic(c, runs, args.reuse) for c in cells()}
+    print(f"[aot_single_chip] analytic grid: {time.time() - t0:.0f} s", flush=True)
+    write_table(runs, args.out)
+    if args.compile == "none":
+        todo = []
+    elif args.compile == "all":
+        todo = cells()
+    elif args.compile == "auto":
+        todo = [c for c, r in reps.items() if 1 / args.band < r["hbm_use"] < args.band]
+    else:
+        want = set(args.compile.split(","))
+        todo = [c for c in cells() if tag(*c) in want]
+    print(f"[aot_single_chip] compiling {len(todo)} cells: {', '.join(tag(*c) for c in todo)}", flush=True)
+    for c in todo:
+        compile_cell(c, runs, args.reuse, args.layers)
+        write_table(runs, args.out)  # after every cell: a cut-off run keeps what it has
+    print(open(os.path.join(args.out, "single_chip_table.md")).read())
+
+
+if __name__ == "__main__":
+    main()
