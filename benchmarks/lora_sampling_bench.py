@@ -51,15 +51,16 @@ def main():
             "lora merged (fold included)": lambda: nnx.merge(plain_gd, merge(params))}
     out = {"preset": a.preset, "rank": a.rank, "rows": a.rows, "prompt": a.prompt, "new_tokens": a.new,
            "backend": jax.default_backend(), "seconds": {}}
-    for name, get in runs.items():
-        times = []
-        for i in range(a.reps + 1):
+    times = {name: [] for name in runs}
+    for i in range(a.reps + 1):  # the variants in alternation, so machine load hits them alike; round 0 compiles
+        for name, get in runs.items():
             t = time.perf_counter()
             r = sampler(get(), ids, mask, jax.random.key(i), scfg)
             r.tokens_BxN.block_until_ready()
             if i:
-                times.append(time.perf_counter() - t)
-        out["seconds"][name] = statistics.median(times)
+                times[name].append(time.perf_counter() - t)
+    for name in runs:
+        out["seconds"][name] = statistics.median(times[name])
         print(f"{name:<30} {out['seconds'][name]:.3f} s/call", flush=True)
     floor = out["seconds"]["base (no adapters)"]
     for name, s in out["seconds"].items():
