@@ -382,11 +382,12 @@ def plan(cfg, target: Target, *, sampler: bool = True, layers: tuple[int, int] |
 
 
 def lora_summary(cfg, state) -> dict:
-    """The report's LoRA entry: rank, scale, targets, sampling mode and the adapters' parameter count."""
+    """The report's LoRA entry: rank, scale, targets, sampling mode, base storage and the adapters' parameter count."""
     from rlvr_jax.models import lora
     m = cfg.model
     return {"rank": m.lora_rank, "alpha": m.lora_alpha, "targets": list(lora.parse_targets(m.lora_targets)),
-            "sampling": m.lora_sampling, "adapter_params": sum(x.size for x in jax.tree.leaves(state.policy))}
+            "sampling": m.lora_sampling, "quant": m.lora_quant,
+            "adapter_params": sum(x.size for x in jax.tree.leaves(state.policy))}
 
 
 def _layouts_differ(mesh, sample_rules) -> bool:
