@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import numpy as np
@@ -19,6 +17,7 @@ from flax import nnx
 from rlvr_jax import models
 from rlvr_jax.models import lora
 from rlvr_jax.sampling import Sampler, SamplingConfig
+from interleave import interleaved_medians  # benchmarks/ (the script's folder)
 
 
 def main():
@@ -51,16 +50,10 @@ def main():
             "lora merged (fold included)": lambda: nnx.merge(plain_gd, merge(params))}
     out = {"preset": a.preset, "rank": a.rank, "rows": a.rows, "prompt": a.prompt, "new_tokens": a.new,
            "backend": jax.default_backend(), "seconds": {}}
-    times = {name: [] for name in runs}
-    for i in range(a.reps + 1):  # the variants in alternation, so machine load hits them alike; round 0 compiles
-        for name, get in runs.items():
-            t = time.perf_counter()
-            r = sampler(get(), ids, mask, jax.random.key(i), scfg)
-            r.tokens_BxN.block_until_ready()
-            if i:
-                times[name].append(time.perf_counter() - t)
+    key = jax.random.key(0)
+    calls = {name: (lambda get=get: sampler(get(), ids, mask, key, scfg).tokens_BxN) for name, get in runs.items()}
+    out["seconds"] = interleaved_medians(calls, a.reps)  # round 0 compiles
     for name in runs:
-        out["seconds"][name] = statistics.median(times[name])
         print(f"{name:<30} {out['seconds'][name]:.3f} s/call", flush=True)
     floor = out["seconds"]["base (no adapters)"]
     for name, s in out["seconds"].items():

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +17,7 @@ from rlvr_jax import models, parallel
 from rlvr_jax.config import base_config
 from rlvr_jax.models import lora
 from rlvr_jax.train.program import train_program
+from interleave import interleaved_medians  # benchmarks/ (the script's folder)
 
 
 def nbytes(tree) -> int:
@@ -58,16 +57,11 @@ def main():
                  mask_BxN=jnp.ones((B, N), bool), adv_B=jnp.asarray(rng.normal(size=B), jnp.float32),
                  logp_old_BxN=-jnp.ones((B, N)) * 5, logp_sampler_BxN=-jnp.ones((B, N)) * 5,
                  success_B=jnp.ones(B, bool), valid_B=jnp.ones(B, bool))
-    times = {name: [] for name in runs}
-    for i in range(a.reps + 1):  # alternate: A B A B ...; the first round compiles
-        for name, (step, state, _) in runs.items():
-            t = time.perf_counter()
-            jax.block_until_ready(step(state, batch))
-            if i:
-                times[name].append(time.perf_counter() - t)
+    secs = interleaved_medians({name: (lambda step=step, state=state: step(state, batch))
+                                for name, (step, state, _) in runs.items()}, a.reps)  # round 0 compiles
     out = {"preset": a.preset, "rows": B, "prompt": P, "new_tokens": N, "backend": jax.default_backend(), "runs": {}}
     for name, (_, _, info) in runs.items():
-        out["runs"][name] = {"s_per_step": statistics.median(times[name]), **info}
+        out["runs"][name] = {"s_per_step": secs[name], **info}
         print(f"{name:<10} {out['runs'][name]['s_per_step']:.3f} s/step  state {info['state_bytes'] / 2**20:.1f} MiB "
               f"(trainable {info['trainable_bytes'] / 2**20:.1f}, optimiser {info['optimizer_bytes'] / 2**20:.1f}, "
               f"frozen base {info['frozen_base_bytes'] / 2**20:.1f})", flush=True)

@@ -204,15 +204,13 @@ def _placer(mesh, rules) -> Callable[[Any, np.ndarray], jax.Array]:
     if mesh is None:
         return lambda var, x: jnp.asarray(x)
     from jax.sharding import NamedSharding
-    from rlvr_jax.parallel.sharding import logical_to_spec
+    from rlvr_jax.parallel.sharding import logical_names, logical_to_spec
     if rules is None:
         from rlvr_jax.parallel.rules import rules_for
         rules = rules_for("train")
 
     def place(var, x):
-        meta = var.get_metadata()  # flax stores `sharding_names` as `out_sharding`
-        names = meta.get("out_sharding") or meta.get("sharding_names")
-        return jax.device_put(x, NamedSharding(mesh, logical_to_spec(names, x.shape, mesh, rules)))
+        return jax.device_put(x, NamedSharding(mesh, logical_to_spec(logical_names(var), x.shape, mesh, rules)))
     return place
 
 

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rlvr_jax.parallel.sharding import logical_names
+
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # model.lora_targets
 SAMPLING = ("on_the_fly", "merged")  # model.lora_sampling
 QUANT = ("none", "int8")  # model.lora_quant: the frozen base's storage
@@ -62,8 +64,7 @@ def add_lora(model: nnx.Module, rank: int, alpha: float, targets=TARGETS, seed: 
         if dense.lora_a is not None:
             raise ValueError(f"model.lora_rank: {'/'.join(map(str, path))} already has adapters")
         d_in, d_out = dense.kernel.shape
-        meta = dense.kernel.get_metadata()
-        names = meta.get("out_sharding") or meta.get("sharding_names") or (None, None)
+        names = logical_names(dense.kernel) or (None, None)
         bound = 1.0 / math.sqrt(d_in)  # PEFT's kaiming_uniform_(a=sqrt(5)) on a [r, in] weight
         a = jax.random.uniform(jax.random.fold_in(key, i), (d_in, rank), jnp.float32, -bound, bound)
         dense.lora_a = nnx.LoRAParam(a, sharding_names=(names[0], "lora"), eager_sharding=False)
@@ -139,8 +140,7 @@ def quantize_base(model: nnx.Module, targets=TARGETS) -> nnx.Module:
         scale = jnp.max(jnp.abs(w), axis=0) / 127.0
         scale = jnp.where(scale > 0, scale, 1.0)
         q = jnp.clip(jnp.round(w / scale), -127, 127).astype(jnp.int8)
-        meta = dense.kernel.get_metadata()
-        names = meta.get("out_sharding") or meta.get("sharding_names") or (None, None)
+        names = logical_names(dense.kernel) or (None, None)
         dense.kernel = dense.kernel.replace(q)
         dense.kernel_scale = nnx.Param(scale, sharding_names=(names[1],), eager_sharding=False)
     return model

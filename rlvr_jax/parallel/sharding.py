@@ -39,7 +39,8 @@ def logical_to_spec(names, shape, mesh: Mesh, rules: dict) -> P:
     return P(*spec)
 
 
-def _names(var) -> tuple | None:
+def logical_names(var) -> tuple | None:
+    """A Variable's logical axis names (flax stores `sharding_names` as `out_sharding`); None if it has none."""
     meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
     return meta.get("out_sharding") or meta.get("sharding_names")
 
@@ -47,7 +48,7 @@ def _names(var) -> tuple | None:
 def state_shardings(state, mesh: Mesh, rules: dict):
     """NamedShardings for an nnx.State (same tree structure), from each Variable's logical names."""
     def one(var):
-        return var.replace(NamedSharding(mesh, logical_to_spec(_names(var), var.shape, mesh, rules)))
+        return var.replace(NamedSharding(mesh, logical_to_spec(logical_names(var), var.shape, mesh, rules)))
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
@@ -107,6 +108,6 @@ def explain(state, mesh: Mesh, rules: dict) -> list[str]:
     """Lines 'path: shape -> spec' for every parameter, to print or test."""
     out = []
     for path, var in nnx.to_flat_state(state):
-        spec = logical_to_spec(_names(var), var.shape, mesh, rules)
-        out.append(f"{'/'.join(map(str, path))}: {tuple(var.shape)} {_names(var)} -> {spec}")
+        spec = logical_to_spec(logical_names(var), var.shape, mesh, rules)
+        out.append(f"{'/'.join(map(str, path))}: {tuple(var.shape)} {logical_names(var)} -> {spec}")
     return out

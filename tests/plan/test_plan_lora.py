@@ -4,21 +4,11 @@ adapters, or merged kernels), and the analytic mode counts the same bytes. CPU o
 tests/conftest.py, a tiny model, no libtpu."""
 import pytest
 
-from rlvr_jax.config import base_config, validate
+from tests.plan.plan_helpers import tiny_plan_cfg
 
 
 def _cfg(**lora):
-    cfg = base_config()
-    cfg.data.source, cfg.model.source = "embedded", "embedded"
-    cfg.model.hidden_size, cfg.model.intermediate_size, cfg.model.num_layers = 32, 64, 1
-    cfg.model.num_heads, cfg.model.num_kv_heads = 2, 2
-    cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens = 2, 4, 6
-    cfg.rollout.prompt_buckets = "8"
-    cfg.algo.kl_coef = 0.1  # full fine-tuning holds a reference copy; LoRA's reference is the base
-    cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = 1, -1, 1
-    for k, v in lora.items():
-        setattr(cfg.model, k, v)
-    return validate(cfg)
+    return tiny_plan_cfg(model=lora)
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,11 @@ import dataclasses
 import jax
 import pytest
 
-from rlvr_jax.config import base_config, validate
+from tests.plan.plan_helpers import tiny_plan_cfg
 
 
 def _cfg():
-    cfg = base_config()
-    cfg.data.source, cfg.model.source = "embedded", "embedded"
-    cfg.model.hidden_size, cfg.model.intermediate_size, cfg.model.num_layers = 32, 64, 1
-    cfg.model.num_heads, cfg.model.num_kv_heads = 2, 2
-    cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens = 2, 4, 6
-    cfg.rollout.prompt_buckets = "8"
-    cfg.algo.mini_batches, cfg.algo.kl_coef = 2, 0.1
-    cfg.memory.enabled = True
-    cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = 1, -1, 1
-    return validate(cfg)
+    return tiny_plan_cfg(algo={"mini_batches": 2}, memory=True)
 
 
 @pytest.fixture(scope="module")
