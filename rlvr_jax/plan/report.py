@@ -24,9 +24,10 @@ def suggestions(rep: dict) -> list[str]:
         if not cfg["remat"]:
             out.append("rematerialise layers in the backward pass: --config.model.remat=True")
         if (b.get("train_temp") or 0) > 0.3 * hbm:
-            out.append(f"smaller micro-batches: --config.algo.micro_batches={2 * cfg['micro_batches']} "
-                       f"(activations {gib(b.get('train_temp'))}/chip), or more mini-batches "
-                       f"(--config.algo.mini_batches={2 * cfg['mini_batches']})")
+            out.append(_smaller_micro_batches(cfg, b.get("train_temp")))
+        if not cfg.get("lora") and b["optimizer"] > 0.25 * hbm:
+            out.append(f"train LoRA adapters on a frozen base: --config.model.lora_rank=32 (no gradients or AdamW "
+                       f"moments of the full parameters: optimiser {gib(b['optimizer'])}/chip now)")
     if peak.get("sample") and peak["sample"] > hbm and "engine" not in rep:
         out.append("decode in fewer slots than rows, refilled as rows finish: --config.rollout.engine=continuous "
                    "--config.rollout.kv_budget_mb=<MB of KV per chip>")
@@ -38,6 +39,18 @@ def suggestions(rep: dict) -> list[str]:
             out.append("keep parameters fsdp-sharded while sampling: --config.mesh.sample_fsdp=True")
     out.append("or a larger slice")
     return out
+
+
+def _smaller_micro_batches(cfg: dict, temp) -> str:
+    """The next micro-batch count the config allows (micro-batches are whole groups and divide the mini-batch's
+    prompts), or what is left when each micro-batch is already one group."""
+    per_mini, m = cfg["prompts_per_step"] // cfg["mini_batches"], cfg["micro_batches"]
+    finer = next((k for k in range(m + 1, per_mini + 1) if per_mini % k == 0), None)
+    if finer:
+        return f"smaller micro-batches: --config.algo.micro_batches={finer} (activations {gib(temp)}/chip)"
+    return (f"each micro-batch is already one group of {cfg['group_size']} sequences (algo.micro_batches={m}, the "
+            f"most the mini-batch's {per_mini} prompts allow); activations ({gib(temp)}/chip) shrink with a shorter "
+            f"--config.rollout.max_new_tokens or a smaller --config.rollout.group_size")
 
 
 def judge(report: dict, chip) -> dict:
