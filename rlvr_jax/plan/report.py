@@ -114,6 +114,9 @@ def format_report(rep: dict) -> str:
     rows += [("train step activations/temp", b.get("train_temp")), ("KV caches (sampling)", b["kv_cache"]),
              ("sampler temp (incl. KV caches)", b.get("sample_temp")),
              ("peak: update phase", p["train"]), ("peak: sampling phase (train state resident)", p["sample"])]
+    code = (rep.get("train_step") or {}).get("memory", {}).get("generated_code")
+    if code:  # the compiler's executable size; HBM holds it too, but the peaks above (XLA's buffers) leave it out
+        rows.append(("train step program code (not in the peaks)", code))
     for label, v in rows:
         lines.append(f"   {label:<46}{gib(v):>14}")
     if rep.get("hbm_use") is not None:
