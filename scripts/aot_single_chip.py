@@ -148,6 +148,24 @@ def write_table(runs: str, out: str):
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(out, "single_chip_summary.md"), "w") as f:
         f.write(summary(runs) + "\n")
+    if os.path.abspath(out) == OUT:  # the committed reports: keep the README's and docs/aot.md's copies in step
+        paste(os.path.join(ROOT, "README.md"), "SINGLE_CHIP_SUMMARY", summary(runs))
+        paste(os.path.join(ROOT, "docs", "aot.md"), "SINGLE_CHIP_TABLE", "\n".join(lines))
+
+
+def paste(path: str, marker: str, text: str):
+    """Replaces the block between `<!-- MARKER (scripts/aot_single_chip.py) -->` and `<!-- /MARKER -->` in `path`
+    (README.md, docs/aot.md) with `text`; a file without the pair is left as it is."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        doc = f.read()
+    start, end = f"<!-- {marker} (scripts/aot_single_chip.py) -->\n", f"<!-- /{marker} -->"
+    i, j = doc.find(start), doc.find(end)
+    if i < 0 or j < i:
+        return
+    with open(path, "w") as f:
+        f.write(doc[:i + len(start)] + text.rstrip("\n") + "\n" + doc[j:])
 
 
 def _verdict(cell, runs: str) -> str:
