@@ -100,6 +100,16 @@ def compile_cell(cell, runs: str, reuse: bool, layers: str) -> dict | None:
     return _load(out) if rc == 0 else None
 
 
+def reports(cell, runs: str) -> tuple:
+    """(compiled report or None, analytic report or None) of a cell."""
+    return tuple(_load(os.path.join(runs, tag(*cell) + s + ".json")) for s in ("", "_analytic"))
+
+
+def program_bytes(comp: dict | None) -> int | None:
+    """The train step's generated TPU code of a compiled report (None for an analytic one)."""
+    return comp["train_step"]["memory"].get("generated_code") if comp else None
+
+
 def depths(rep: dict) -> str:
     """The two depths a compiled report was compiled at, e.g. '2+4'."""
     return "+".join(sorted(rep.get("compiled_at_depth", {}), key=int)) or "full-depth"
@@ -110,7 +120,7 @@ def _g(x) -> str:
 
 
 def row(cell, runs: str) -> str:
-    comp, ana = (_load(os.path.join(runs, tag(*cell) + s + ".json")) for s in ("", "_analytic"))
+    comp, ana = reports(cell, runs)
     rep = comp or ana
     if rep is None:
         return f"| Qwen3-{cell[0].upper()} | {cell[1] // 1024}k | {cell[2]} | {cell[3]} | not run |" + " |" * 9
@@ -120,7 +130,7 @@ def row(cell, runs: str) -> str:
         how += ", compiler out of HBM"
     if comp and ana:
         how += f"; analytic {ana['hbm_use']:.0%}"
-    code = comp["train_step"]["memory"].get("generated_code") if comp else None
+    code = program_bytes(comp)
     eng = rep.get("engine")
     sampler = f"engine {eng['slots']} slots" if eng else "static"
     base = b.get("base", b["params"])
@@ -142,14 +152,16 @@ def write_table(runs: str, out: str):
              f"(alpha {LORA['alpha']:g}) on q,k,v,o,gate,up,down, sampled on the fly. \"compiled (a+b layers)\": "
              "libtpu compiles at a and b layers, extrapolated affinely to full depth; the train step's temporaries "
              "grow less per layer the deeper the model, so 1+2 overstates the peak (Qwen3-0.6B 1k v5e-1 LoRA: 51% "
-             "from 1+2, 43% from 2+4: docs/aot/lora/depth_check). \"analytic\": closed forms only (scripts/aot_single_chip.py).", "", HEADER]
+             "from 1+2, 43% from 2+4: docs/aot/lora/depth_check). \"analytic\": closed forms only "
+             "(scripts/aot_single_chip.py).", "", HEADER]
     lines += [row(c, runs) for c in cells()]
     with open(os.path.join(out, "single_chip_table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    short = summary(runs)
     with open(os.path.join(out, "single_chip_summary.md"), "w") as f:
-        f.write(summary(runs) + "\n")
+        f.write(short + "\n")
     if os.path.abspath(out) == OUT:  # the committed reports: keep the README's and docs/aot.md's copies in step
-        paste(os.path.join(ROOT, "README.md"), "SINGLE_CHIP_SUMMARY", summary(runs))
+        paste(os.path.join(ROOT, "README.md"), "SINGLE_CHIP_SUMMARY", short)
         paste(os.path.join(ROOT, "docs", "aot.md"), "SINGLE_CHIP_TABLE", "\n".join(lines))
 
 
@@ -169,14 +181,14 @@ def paste(path: str, marker: str, text: str):
 
 
 def _verdict(cell, runs: str) -> str:
-    comp, ana = (_load(os.path.join(runs, tag(*cell) + s + ".json")) for s in ("", "_analytic"))
+    comp, ana = reports(cell, runs)
     rep = comp or ana
     if rep is None:
         return "not run"
     word = "**fits**" if rep["fits"] else "no"
     if not comp:
         return f"{word} {rep['hbm_use']:.0%}"
-    code = comp["train_step"]["memory"].get("generated_code") or 0
+    code = program_bytes(comp) or 0
     return f"{word} {rep['hbm_use']:.0%} (compiled {depths(comp)}; code +{code / rep['target']['hbm_bytes']:.0%})"
 
 

@@ -1,6 +1,7 @@
 """scripts/aot_single_chip.py: a compiled report decides its cell and the table says at which depths it was
-compiled and how large the train step's program is, an analytic-only cell says so, a cell with no report says "not run", and --compile keeps its order
-and refuses unknown cells. Reads the committed reports of docs/aot/lora/runs (no compile here)."""
+compiled and how large the train step's program is, an analytic-only cell says so, a cell with no report says
+"not run", and --compile keeps its order and refuses unknown cells. Reads the committed reports of
+docs/aot/lora/runs (no compile here)."""
 import os
 import shutil
 
