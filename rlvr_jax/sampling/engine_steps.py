@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlvr_jax.models.transformer import init_cache, prompt_positions
+from rlvr_jax.models.transformer import CACHE_AXES, init_cache, prompt_positions
 from rlvr_jax.sampling.config import SamplingConfig
 from rlvr_jax.sampling.decode_loop import is_stop
 from rlvr_jax.sampling.next_token import row_keys, sample_step, step_keys
@@ -115,11 +115,19 @@ def admit(slots: Slots, store: Store, slot_A, entry_A, row_A, limit_A, key, cfg:
     P = store.mask_QxP.shape[1]
     real_A = slot_A < S
     row_A = jnp.where(real_A, row_A, R)
-    caches = []
-    for slot_cache, store_cache in zip(slots.caches, store.caches):
-        caches.append([(kc.at[slot_A, :, :P].set(ks[entry_A], mode="drop"),
-                        vc.at[slot_A, :, :P].set(vs[entry_A], mode="drop"))
-                       for (kc, vc), (ks, vs) in zip(slot_cache, store_cache)])
+    Q = store.mask_QxP.shape[0]
+    # the store entry each slot takes (Q: none), so the copy is a per-slot select along the slot axis the
+    # batch axes shard; a scatter at slot_A would first gather every chip's slots (GiBs per chip at 2k)
+    entry_S = constrain(jnp.full((S,), Q, jnp.int32).at[slot_A].set(entry_A, mode="drop"), ("batch",))
+    take_S = (entry_S < Q)[:, None, None, None]
+    from_S = jnp.minimum(entry_S, Q - 1)
+
+    def fill(c_SxKxCxD, s_QxKxPxD):
+        new = jnp.where(take_S, constrain(s_QxKxPxD[from_S], CACHE_AXES).astype(c_SxKxCxD.dtype),
+                        c_SxKxCxD[:, :, :P])
+        return jax.lax.dynamic_update_slice_in_dim(c_SxKxCxD, new, 0, axis=2)
+    caches = [[(fill(kc, ks), fill(vc, vs)) for (kc, vc), (ks, vs) in zip(slot_cache, store_cache)]
+              for slot_cache, store_cache in zip(slots.caches, store.caches)]
     mask_AxP = store.mask_QxP[entry_A]
     keys_A = row_keys(key, row_A)
     z_p = store.logits[0][entry_A]
