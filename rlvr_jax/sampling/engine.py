@@ -104,7 +104,8 @@ class ContinuousEngine:
 
     def _prefill_impl(self, states, store, prompts_AxP, mask_AxP, entry_A, *, cfg, graphdefs):
         self.num_compiles += 1
-        return es.prefill_store(self._models(graphdefs, states), store, prompts_AxP, mask_AxP, entry_A)
+        return es.prefill_store(self._models(graphdefs, states), store, prompts_AxP, mask_AxP, entry_A,
+                                make_constrain(self.mesh, self.rules))
 
     def _admit_impl(self, slots, store, slot_A, entry_A, row_A, limit_A, key, *, cfg):
         self.num_compiles += 1

@@ -84,11 +84,13 @@ def new_slots(model_cfgs, slots: int, cache_len: int, rows: int, cfg: SamplingCo
 
 def prefill_store(models, store: Store, prompts_AxP, mask_AxP, entry_A, constrain=lambda x, n: x) -> Store:
     """Runs A prompts through each model once; writes K/V, last logits and masks at store entries
-    `entry_A` (an entry >= Q is dropped: padding of a short call)."""
+    `entry_A` (an entry >= Q is dropped: padding of a short call). The prompts and their K/V are laid out over
+    the batch axes, as the static sampler's are: unconstrained, every chip prefilled all A prompts."""
     A, P = prompts_AxP.shape
+    prompts_AxP, mask_AxP = constrain(prompts_AxP, ("batch",)), constrain(mask_AxP, ("batch",))
     caches, logits = [], []
     for model, store_cache, store_logits in zip(models, store.caches, store.logits):
-        small = init_cache(model.cfg, A, P)
+        small = [(constrain(k, CACHE_AXES), constrain(v, CACHE_AXES)) for k, v in init_cache(model.cfg, A, P)]
         h_AxPxD, small = model(prompts_AxP, prompt_positions(mask_AxP), kv_mask_BxS=mask_AxP, cache=small,
                                cache_index=0, return_hidden=True)
         z_AxV = model.project(h_AxPxD[:, -1:])[:, 0].astype(jnp.float32)

@@ -180,3 +180,26 @@ def test_admit_copies_in_place_when_slots_are_sharded():
     assert store_kv < slot_kv_per_chip / 4  # the bound below is far under what a gather of the slots needs
     assert mem.temp_size_in_bytes <= 1.1 * store_kv, (mem.temp_size_in_bytes, store_kv, slot_kv_per_chip)
     assert mem.alias_size_in_bytes >= slot_kv_per_chip  # the slots are donated and updated in place
+
+
+def test_prefill_is_split_over_the_chips():
+    """The store prefill lays its prompts over the batch axes: per chip it does 1/8 of one chip's FLOPs on 8
+    chips (unconstrained, every chip prefilled every prompt of the call)."""
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from rlvr_jax.sampling import engine_steps as es
+    policy = create(tiny_cfg(hidden_size=256), seed=0)
+    Q, Pl = 16, 128
+    cfg = SamplingConfig(max_new_tokens=16, num_samples=4, prompt_buckets=(Pl,), matmul="xla")
+    flops = {}
+    for shape in [(1, 1, 1), (1, 8, 1)]:
+        mesh = parallel.make_mesh(shape=shape, devices=jax.devices()[:int(np.prod(shape))])
+        rep = NamedSharding(mesh, PartitionSpec())
+        model = parallel.shard_model(policy, mesh, parallel.rules_for("train"))
+        args = jax.device_put((es.new_store([policy.cfg], Q, Pl, policy.cfg.vocab_size), np.ones((Q, Pl), np.int32),
+                               np.ones((Q, Pl), bool), np.arange(Q, dtype=np.int32)), rep)
+        compiled = ContinuousEngine(16, 4, mesh, parallel.rules_for("sample"))._prefill.lower(
+            [nnx.state(model)], *args, cfg=cfg, graphdefs=(nnx.graphdef(model),)).compile()
+        flops[shape] = compiled.cost_analysis()["flops"]
+    assert flops[(1, 8, 1)] <= 1.05 * flops[(1, 1, 1)] / 8, flops
