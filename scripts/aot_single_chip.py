@@ -13,6 +13,7 @@ docs/aot/lora/runs/<model>_<len>_<slice>_<mode>[_analytic].json (+ .log); table:
     python scripts/aot_single_chip.py --compile none        # analytic only
     python scripts/aot_single_chip.py --compile 4b_1k_v5e-1_lora,0.6b_2k_v5e-1_full --reuse
     python scripts/aot_single_chip.py --render              # the table again from the reports
+    python scripts/aot_single_chip.py --sampler-only --layers 1,2 --compile 0.6b_2k_v5e-8_full  # rollout side again
 
 Setup (configs/single_chip.py): 16 prompts x G = 8, prompts planned at 512 tokens, bf16 params and compute,
 remat, 16 micro-batches (one group each: the most the config allows), rollouts on the continuous engine with a
@@ -84,19 +85,33 @@ def analytic(cell, runs: str, reuse: bool) -> dict:
     return _load(out)
 
 
-def compile_cell(cell, runs: str, reuse: bool, layers: str) -> dict | None:
-    """The cell compiled through libtpu (`rlvr-compile --layers`), in its own process; None if it failed."""
+def compile_cell(cell, runs: str, reuse: bool, layers: str, sampler_only: bool = False) -> dict | None:
+    """The cell compiled through libtpu (`rlvr-compile --layers`), in its own process; None if it failed.
+
+    sampler_only: the cell's compiled report must exist; its train step stands (`--train_from`) and only the
+    sampler is compiled again (after a change to the rollout side); on failure the old report is kept."""
     out = os.path.join(runs, tag(*cell) + ".json")
-    if reuse and os.path.exists(out):
+    if reuse and os.path.exists(out) and not sampler_only:
         return _load(out)
-    if os.path.exists(out):
+    train_from = []
+    if sampler_only:
+        if not os.path.exists(out):
+            raise SystemExit(f"aot_single_chip: --sampler-only: {tag(*cell)} has no compiled report to take the "
+                             f"train step from ({out})")
+        old = out.replace(".json", "_train_from.json")
+        os.replace(out, old)
+        train_from = [f"--train_from={old}"]
+    elif os.path.exists(out):
         os.remove(out)
     cmd = [sys.executable, "-m", "rlvr_jax.cli", "compile", f"--config={CONFIG}", f"--topology={cell[2]}",
-           f"--out={out}", f"--layers={layers}", *overrides(*cell)]
+           f"--out={out}", f"--layers={layers}", *train_from, *overrides(*cell)]
     t = time.time()
-    with open(out.replace(".json", ".log"), "w") as log:
+    with open(out.replace(".json", ".log"), "a" if sampler_only else "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    print(f"[aot_single_chip] compiled {tag(*cell)}: rc {rc}, {time.time() - t:.0f} s", flush=True)
+    if train_from:
+        os.replace(old, out) if rc != 0 else os.remove(old)
+    print(f"[aot_single_chip] compiled {tag(*cell)}{' (sampler)' if sampler_only else ''}: rc {rc}, "
+          f"{time.time() - t:.0f} s", flush=True)
     return _load(out) if rc == 0 else None
 
 
@@ -212,6 +227,8 @@ def main():
     ap.add_argument("--layers", default="2,4")
     ap.add_argument("--reuse", action="store_true", help="reports already there stand (resume a cut-off run)")
     ap.add_argument("--render", action="store_true", help="only rewrite the table from the reports there")
+    ap.add_argument("--sampler-only", action="store_true",
+                    help="--compile cells: keep each one's compiled train step, compile only its sampler again")
     args = ap.parse_args()
     runs = os.path.join(args.out, "runs")
     os.makedirs(runs, exist_ok=True)
@@ -237,7 +254,7 @@ def main():
         todo = [by_tag[t] for t in args.compile.split(",")]  # in the order given
     print(f"[aot_single_chip] compiling {len(todo)} cells: {', '.join(tag(*c) for c in todo)}", flush=True)
     for c in todo:
-        compile_cell(c, runs, args.reuse, args.layers)
+        compile_cell(c, runs, args.reuse, args.layers, args.sampler_only)
         write_table(runs, args.out)  # after every cell: a cut-off run keeps what it has
     print(open(os.path.join(args.out, "single_chip_table.md")).read())
 

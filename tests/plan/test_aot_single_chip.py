@@ -45,3 +45,28 @@ def test_compile_list_keeps_its_order_and_refuses_unknown_cells(script, tmp_path
     monkeypatch.setattr("sys.argv", ["aot_single_chip", "--out", str(tmp_path), "--reuse", "--compile", "4b_9k"])
     with pytest.raises(SystemExit, match="unknown cell '4b_9k'"):
         script.main()
+
+
+def test_sampler_only_keeps_the_train_step_and_the_old_report_on_failure(script, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    cell, name = ("0.6b", 2048, "v5e-8", "full"), "0.6b_2k_v5e-8_full"
+    with pytest.raises(SystemExit, match="has no compiled report to take the train step from"):
+        script.compile_cell(cell, str(runs), True, "1,2", sampler_only=True)
+    shutil.copy(os.path.join(RUNS, name + ".json"), runs)
+    before = (runs / f"{name}.json").read_text()
+    cmds = []
+
+    def fake_run(cmd, rc, **kw):
+        cmds.append(cmd)
+        old = next(a.split("=", 1)[1] for a in cmd if a.startswith("--train_from="))
+        assert open(old).read() == before  # the train step comes from the report that was there
+        if rc == 0:
+            shutil.copy(old, next(a.split("=", 1)[1] for a in cmd if a.startswith("--out=")))
+        return type("Done", (), {"returncode": rc})()
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: fake_run(cmd, 1, **kw))
+    assert script.compile_cell(cell, str(runs), True, "1,2", sampler_only=True) is None
+    assert (runs / f"{name}.json").read_text() == before and not (runs / f"{name}_train_from.json").exists()
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: fake_run(cmd, 0, **kw))
+    assert script.compile_cell(cell, str(runs), True, "1,2", sampler_only=True)["fits"] is not None
+    assert sorted(os.listdir(runs)) == [f"{name}.json", f"{name}.log"] and "--layers=1,2" in cmds[-1]
