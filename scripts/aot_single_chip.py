@@ -30,7 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from rlvr_jax.plan.report import judge  # noqa: E402
+from rlvr_jax.plan.report import judge, not_affine  # noqa: E402
 from rlvr_jax.plan.topologies import CHIPS  # noqa: E402
 
 MODELS = ("0.6b", "1.7b", "4b")
@@ -130,6 +130,16 @@ def depths(rep: dict) -> str:
     return "+".join(sorted(rep.get("compiled_at_depth", {}), key=int)) or "full-depth"
 
 
+def fit_word(rep: dict, yes: str = "**yes**") -> str:
+    """yes / no / unsettled (the compiled peak is a lower bound: a number that sets it shrank with depth)."""
+    return {True: yes, False: "no", None: "unsettled"}[rep["fits"]]
+
+
+def use(rep: dict) -> str:
+    """Peak over HBM, with >= where the peak is a lower bound."""
+    return f"{'>=' if rep['fits'] is None else ''}{rep['hbm_use']:.0%}"
+
+
 def _g(x) -> str:
     return "-" if not x else f"{x / GiB:.2f}"
 
@@ -143,6 +153,8 @@ def row(cell, runs: str) -> str:
     how = f"compiled ({depths(comp)} layers)" if comp else "analytic"
     if comp and any((comp.get(k) or {}).get("memory", {}).get("oom") for k in ("train_step", "sampler")):
         how += ", compiler out of HBM"
+    if comp and comp["fits"] is None:
+        how += f", {' and '.join(not_affine(comp))} shrank from {depths(comp).replace('+', ' to ')} layers"
     if comp and ana:
         how += f"; analytic {ana['hbm_use']:.0%}"
     code = program_bytes(comp)
@@ -151,7 +163,7 @@ def row(cell, runs: str) -> str:
     base = b.get("base", b["params"])
     mode = cell[3] if cell[3] == "full" else f"LoRA r{LORA['rank']}"
     return (f"| Qwen3-{cell[0].upper()} | {cell[1] // 1024}k | {cell[2]} | {mode} | "
-            f"{'**yes**' if rep['fits'] else 'no'} ({rep['hbm_use']:.0%}) | {_g(base)} | {_g(b.get('adapters'))} | "
+            f"{fit_word(rep)} ({use(rep)}) | {_g(base)} | {_g(b.get('adapters'))} | "
             f"{_g(b['optimizer'])} | {_g(p['train'])} | {_g(p['sample'])} | {hbm / GiB:.2f} | {_g(code)} | {sampler} | "
             f"{how} |")
 
@@ -200,11 +212,11 @@ def _verdict(cell, runs: str) -> str:
     rep = comp or ana
     if rep is None:
         return "not run"
-    word = "**fits**" if rep["fits"] else "no"
+    word = fit_word(rep, "**fits**")
     if not comp:
-        return f"{word} {rep['hbm_use']:.0%}"
+        return f"{word} {use(rep)}"
     code = program_bytes(comp) or 0
-    return f"{word} {rep['hbm_use']:.0%} (compiled {depths(comp)}; code +{code / rep['target']['hbm_bytes']:.0%})"
+    return f"{word} {use(rep)} (compiled {depths(comp)}; code +{code / rep['target']['hbm_bytes']:.0%})"
 
 
 def summary(runs: str) -> str:

@@ -16,6 +16,7 @@ from rlvr_jax.config import ConfigError
 from rlvr_jax.models.transformer import CACHE_AXES
 from rlvr_jax.parallel import logical_to_spec
 from rlvr_jax.plan.accounting import prompt_len
+from rlvr_jax.plan.report import step_working
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,4 @@ def engine_programs(cfg, program, model_cfgs, eng: EngineShape, rules) -> dict:
 def working_bytes(smem: dict) -> int:
     """The most any engine step needs beyond the resident state: its temporaries plus outputs not aliased
     to donated inputs (a failed donation shows up here as a second copy of the slots)."""
-    steps = [m for m in smem.values() if isinstance(m, dict)]
-    return int(max([(m.get("temp") or 0) + max(0, (m.get("output") or 0) - (m.get("alias") or 0)) for m in steps]
-                   or [0]))
+    return max([step_working(m) for m in smem.values() if isinstance(m, dict)] or [0])

@@ -1,7 +1,11 @@
 """The verdict, advice and console tables of `rlvr-compile` reports (dicts made by `plan.aot.plan`)."""
 from __future__ import annotations
 
+import re
+
 GiB = 2**30
+# how `plan.aot.plan` names the compiler numbers that shrank between its two compile depths
+_SHRANK = re.compile(r"not affine, shown at \d+ layers: ([^)]*)\)")
 
 
 def gib(x) -> str:
@@ -53,6 +57,34 @@ def _smaller_micro_batches(cfg: dict, temp) -> str:
             f"--config.rollout.max_new_tokens or a smaller --config.rollout.group_size")
 
 
+def not_affine(rep: dict) -> list[str]:
+    """The compiler numbers of a `--layers` report that shrank from the shallower to the deeper compile: kept at
+    the deeper one, so each is a lower bound of its full-depth value (e.g. ["train.temp", "train.peak"])."""
+    m = _SHRANK.search(rep.get("method", ""))
+    return m.group(1).split(", ") if m else []
+
+
+def step_working(mem: dict) -> int:
+    """What one compiled step needs beyond the resident state: temporaries plus outputs not aliased to donated
+    inputs (a failed donation shows up here as a second copy)."""
+    return int((mem.get("temp") or 0) + max(0, (mem.get("output") or 0) - (mem.get("alias") or 0)))
+
+
+def peak_is_lower_bound(rep: dict) -> bool:
+    """Whether a number that sets a phase's peak shrank with depth (`not_affine`): the update's temporaries, or
+    the sampler's (the engine's heaviest step). That phase's peak is then a lower bound, and so is the report's
+    peak: under HBM it settles nothing."""
+    shrank = set(not_affine(rep))
+    if shrank & {"train.temp", "train.peak"}:
+        return True
+    smem = (rep.get("sampler") or {}).get("memory") or {}
+    steps = {k: m for k, m in smem.items() if isinstance(m, dict)}
+    if "engine" in rep and steps:  # the engine's sampling peak is set by its heaviest step
+        top = max(steps, key=lambda k: step_working(steps[k]))
+        return bool(shrank & {f"sample.{top}.temp", f"sample.{top}.output"})
+    return bool(shrank & {"sample.temp", "sample.output"})
+
+
 def judge(report: dict, chip) -> dict:
     """Fills in fit against `chip`'s HBM, the step time at its peak FLOP/s and the decode time at its HBM
     bandwidth, and suggestions when it does not fit (chip None: local CPU/GPU, no verdict)."""
@@ -72,8 +104,14 @@ def judge(report: dict, chip) -> dict:
         * report["decode_bytes_per_step"] / chip.hbm_bw_bytes_s,
     }
     report["fits"] = bool(peak <= chip.hbm_bytes)
+    if report["fits"] and peak_is_lower_bound(report):
+        report["fits"] = None  # unsettled: the true peak is above the one shown
     report["hbm_use"] = peak / chip.hbm_bytes
-    report["suggestions"] = suggestions(report) if not report["fits"] else []
+    report["suggestions"] = suggestions(report) if report["fits"] is False else []
+    if report["fits"] is None:
+        report["suggestions"] = [f"unsettled: the peak is a lower bound ({', '.join(not_affine(report))} shrank "
+                                 f"between the two compile depths); compile deeper, e.g. --layers 2,4, or at full "
+                                 f"depth (no --layers)"]
     return report
 
 
@@ -120,7 +158,7 @@ def format_report(rep: dict) -> str:
     for label, v in rows:
         lines.append(f"   {label:<46}{gib(v):>14}")
     if rep.get("hbm_use") is not None:
-        verdict = "FITS" if rep["fits"] else "DOES NOT FIT"
+        verdict = {True: "FITS", False: "DOES NOT FIT", None: "UNSETTLED (peak is a lower bound)"}[rep["fits"]]
         lines.append(f"   {'peak / HBM':<46}{rep['hbm_use'] * 100:>13.0f}%  {verdict}")
     f = rep["flops_per_step"]
     lines.append(f"   {'FLOPs per RL step (sample + train)':<46}{f['total']:>14.3e}")
@@ -149,7 +187,7 @@ def format_sweep(reports: list[dict]) -> str:
         m = "x".join(str(v) for v in t["mesh"].values())
         st = r.get("time", {}).get("step_s_at_peak")
         lines.append(f"{t['slice']:<10}{t['chips']:>6}{m:>16}{gib(r['peak_bytes_per_chip']['max']):>14}"
-                     f"{gib(t['hbm_bytes']):>10}{'yes' if r['fits'] else 'no':>6}"
+                     f"{gib(t['hbm_bytes']):>10}{ {True: 'yes', False: 'no', None: '?'}[r['fits']]:>6}"
                      f"{('%.1f s' % st) if st is not None else 'n/a':>11}")
     fit = [r for r in reports if r["fits"]]
     if fit:

@@ -5,10 +5,9 @@ enters the train step, so its (slow) compile need not be repeated to re-plan the
 """
 from __future__ import annotations
 
-import re
-
 from rlvr_jax.config import ConfigError
 from rlvr_jax.plan.accounting import prompt_len
+from rlvr_jax.plan.report import not_affine
 
 
 def train_config(cfg) -> dict:
@@ -42,6 +41,5 @@ def take_train(nums: dict, rep: dict, cfg, topology: str, layers) -> None:
     if "compiled_at_depth" in rep and "at_depth" in nums:
         for d, v in rep["compiled_at_depth"].items():
             nums["at_depth"].setdefault(d, {})["train"] = v["train"]
-    shrank = re.search(r"not affine, shown at \d+ layers: ([^)]*)\)", rep.get("method", ""))
     old = [n for n in nums.get("not_affine", []) if not n.startswith("train")]
-    nums["not_affine"] = old + [n for n in (shrank.group(1).split(", ") if shrank else []) if n.startswith("train")]
+    nums["not_affine"] = old + [n for n in not_affine(rep) if n.startswith("train")]
