@@ -131,13 +131,13 @@ def depths(rep: dict) -> str:
 
 
 def fit_word(rep: dict, yes: str = "**yes**") -> str:
-    """yes / no / unsettled (the compiled peak is a lower bound: a number that sets it shrank with depth)."""
+    """yes / no / unsettled (a number that sets the peak shrank from the 1-layer compile: `shrink_unsettles`)."""
     return {True: yes, False: "no", None: "unsettled"}[rep["fits"]]
 
 
 def use(rep: dict) -> str:
-    """Peak over HBM, with >= where the peak is a lower bound."""
-    return f"{'>=' if rep['fits'] is None else ''}{rep['hbm_use']:.0%}"
+    """Peak over HBM ("?" after it where that peak is not a full-depth projection)."""
+    return f"{rep['hbm_use']:.0%}{'?' if rep['fits'] is None else ''}"
 
 
 def _g(x) -> str:
