@@ -26,8 +26,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rlvr-train --config configs/demo.py
 
+# two pytest workers, each taking whole files (a module's fixtures are built once); then the tests marked
+# `serial` (wall-clock budgets: the verifier pool's timeouts) alone on the machine. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not serial" $(PYTEST_ARGS) tests \
+		|| [ $$? -eq 5 ]  # 5: PYTEST_ARGS (-k ...) selected none here
+	$(BIN)/python -m pytest -q -m "serial and not slow" $(PYTEST_ARGS) tests || [ $$? -eq 5 ]
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests

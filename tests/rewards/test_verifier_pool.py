@@ -13,6 +13,7 @@ from rlvr_jax.rewards.base import Status
 from rlvr_jax.rewards.pool import VerifierPool
 
 C, W, U, E, T = Status.CORRECT, Status.WRONG, Status.UNPARSABLE, Status.ERROR, Status.TIMEOUT
+pytestmark = pytest.mark.serial  # its budgets are wall-clock: `make test` runs it with nothing alongside
 BUDGET = 1.5  # per-item budget of the adversarial tests (seconds)
 SLACK = 1.0  # scheduling slack on a shared 2-core machine
 
