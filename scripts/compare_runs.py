@@ -73,6 +73,12 @@ def _ci(st: dict) -> str:
     return f"{st['mean']:.3f} [{st['lo']:.3f}, {st['hi']:.3f}]"
 
 
+def start_fingerprint(summary: dict) -> str | None:
+    """The policy a run started from: under LoRA its frozen base (the adapters start at B = 0, so the starting
+    policy is the base; `base_param_fingerprint` there is the adapters'), else the trained parameters' start."""
+    return summary.get("lora_base_fingerprint") or summary.get("base_param_fingerprint")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="log.dir of each run (the folder name labels it)")
@@ -80,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--set", default="", help="eval set to report (default: the first one)")
     args = ap.parse_args(argv)
     runs = [load_run(p) for p in args.runs]
-    bases = {r["summary"].get("base_param_fingerprint") for r in runs}
+    bases = {start_fingerprint(r["summary"]) for r in runs}
     if len(bases) != 1:
         raise SystemExit("compare_runs: the runs start from different base policies (summary.json "
                          "base_param_fingerprint differs); compare runs of one base only")

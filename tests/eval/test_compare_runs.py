@@ -19,13 +19,14 @@ def _res(p1, n=4):
                         "response_len_mean": 100.0 - 50 * p1, "truncated_frac": 0.5 - p1 / 2}}
 
 
-def _run(root, name, finals, fingerprint="abc", seed=0):
+def _run(root, name, finals, fingerprint="abc", seed=0, lora_base=None):
     d = os.path.join(root, name)
     os.makedirs(d)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump({"train": {"seed": seed}}, f)
     with open(os.path.join(d, "summary.json"), "w") as f:
-        json.dump({"wall_s": 600.0, "base_param_fingerprint": fingerprint}, f)
+        json.dump({"wall_s": 600.0, "base_param_fingerprint": fingerprint,
+                   **({"lora_base_fingerprint": lora_base} if lora_base else {})}, f)
     with open(os.path.join(d, "metrics.jsonl"), "w") as f:
         for s in range(1, 11):
             f.write(json.dumps({"step": s, "reward_mean": s / 10, "response_len_mean": 100 - s, "entropy": 2.0,
@@ -58,6 +59,16 @@ def test_runs_from_different_bases_are_refused(tmp_path, mod):
     b = _run(tmp_path, "b", [(10, 0.3)], fingerprint="two")
     with pytest.raises(SystemExit, match="different base policies"):
         mod.main([a, b, "--out", str(tmp_path / "out")])
+
+
+def test_a_lora_run_starts_from_its_frozen_base(tmp_path, mod):
+    """Under LoRA base_param_fingerprint is the adapters'; the run started from its frozen base."""
+    full = _run(tmp_path, "full", [(10, 0.3)], fingerprint="base")
+    lora = _run(tmp_path, "lora", [(10, 0.4)], fingerprint="adapters", lora_base="base")
+    mod.main([full, lora, "--out", str(tmp_path / "out")])
+    other = _run(tmp_path, "other", [(10, 0.4)], fingerprint="adapters", lora_base="another")
+    with pytest.raises(SystemExit, match="different base policies"):
+        mod.main([full, other, "--out", str(tmp_path / "out2")])
 
 
 def test_missing_files_name_the_path(tmp_path, mod):
