@@ -108,8 +108,10 @@ def compile_cell(cell, runs: str, reuse: bool, layers: str, sampler_only: bool =
     t = time.time()
     with open(out.replace(".json", ".log"), "a" if sampler_only else "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if train_from:
-        os.replace(old, out) if rc != 0 else os.remove(old)
+    if train_from and rc != 0:
+        os.replace(old, out)  # the earlier report stands
+    elif train_from:
+        os.remove(old)
     print(f"[aot_single_chip] compiled {tag(*cell)}{' (sampler)' if sampler_only else ''}: rc {rc}, "
           f"{time.time() - t:.0f} s", flush=True)
     return _load(out) if rc == 0 else None

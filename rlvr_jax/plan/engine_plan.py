@@ -68,14 +68,20 @@ def engine_shape(cfg, model_cfgs, mesh, rules) -> EngineShape | None:
 
 
 def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
-    """(slots, store) as ShapeDtypeStructs laid out as the engine places them: slot and store caches per
-    CACHE_AXES, per-slot fields and store entries over the batch axes, the output rows replicated (the
-    engine leaves their layout to the compiler, which replicates them)."""
+    """The engine's (slots, store) for `eng` as ShapeDtypeStructs in its layout (`place_state`)."""
     from rlvr_jax.sampling import engine_steps as es
     scfg = sampling_config(cfg, model_cfgs[0])
     slots, store = jax.eval_shape(lambda: (
         es.new_slots(model_cfgs, eng.slots, eng.cache_len, eng.rows, scfg, jax.random.key(0)),
         es.new_store(model_cfgs, eng.store, eng.prompt_len, model_cfgs[0].vocab_size)))
+    return place_state(slots, store, mesh, rules)
+
+
+def place_state(slots, store, mesh, rules):
+    """Abstract (slots, store) laid out as the engine places them: slot and store caches per CACHE_AXES,
+    per-slot fields and store entries over the batch axes, the output rows replicated (the engine leaves
+    their layout to the compiler, which replicates them)."""
+    from rlvr_jax.sampling import engine_steps as es
 
     def place(x, names=None):
         spec = P() if names is None else logical_to_spec(names + (None,) * (x.ndim - len(names)), x.shape, mesh, rules)
@@ -85,7 +91,8 @@ def abstract_state(cfg, model_cfgs, eng: EngineShape, mesh, rules):
                           tokens_RxN=place(slots.tokens_RxN), logp_sampler_RxN=place(slots.logp_sampler_RxN),
                           logp_policy_RxN=place(slots.logp_policy_RxN))
     store = store.replace(caches=jax.tree.map(lambda x: place(x, CACHE_AXES), store.caches),
-                          logits=[place(z, ("batch",)) for z in store.logits], mask_QxP=place(store.mask_QxP, ("batch",)))
+                          logits=[place(z, ("batch",)) for z in store.logits],
+                          mask_QxP=place(store.mask_QxP, ("batch",)))
     return slots, store
 
 

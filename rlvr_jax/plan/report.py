@@ -113,11 +113,12 @@ def judge(report: dict, chip) -> dict:
     if report["fits"] and shrink_unsettles(report):
         report["fits"] = None  # unsettled: the full-depth peak is unknown
     report["hbm_use"] = peak / chip.hbm_bytes
-    report["suggestions"] = suggestions(report) if report["fits"] is False else []
     if report["fits"] is None:
         report["suggestions"] = [f"unsettled: {', '.join(not_affine(report))} shrank from the 1-layer compile, so "
                                  f"the full-depth peak is unknown; compile deeper, e.g. --layers 2,4, or at full "
                                  f"depth (no --layers)"]
+    else:
+        report["suggestions"] = [] if report["fits"] else suggestions(report)
     return report
 
 

@@ -11,8 +11,8 @@ V5E = CHIPS["v5e"]
 
 def _report(train_peak: float, shrank: str = "", steps=None, depths=(1, 2)):
     steps = steps or {"decode_chunk": {"temp": 1 * GiB}, "admit": {"temp": 0.3 * GiB}}
-    method = f"compiled at {depths[0]} and {depths[1]} layers, compiler numbers extrapolated affinely to 36 layers" + (
-        f" (not affine, shown at {depths[1]} layers: {shrank})" if shrank else "")
+    method = (f"compiled at {depths[0]} and {depths[1]} layers, compiler numbers extrapolated affinely to 36 layers"
+              + (f" (not affine, shown at {depths[1]} layers: {shrank})" if shrank else ""))
     return {"config": {"model": "qwen3-4b", "policy_params": 4e9, "memory_params": 0, "variant": "grpo",
                        "prompts_per_step": 16, "group_size": 8, "prompt_len": 512, "max_new_tokens": 2048,
                        "micro_batches": 16, "mini_batches": 1, "remat": True, "param_dtype": "bfloat16"},
@@ -23,7 +23,8 @@ def _report(train_peak: float, shrank: str = "", steps=None, depths=(1, 2)):
                                "train_temp": 3 * GiB, "kv_cache": 3 * GiB, "sample_temp": 1 * GiB},
             "train_step": {"memory": {"temp": 3 * GiB}, "compile_s": 1.0, "xla_flops_per_chip": None},
             "sampler": {"memory": steps, "compile_s": 1.0, "sample_params_copy": 0},
-            "engine": {"slots": 10, "store": 2, "slots_kv": GiB, "store_kv": GiB, "waves": 13}, "flops_per_step": {"train": 1e15, "sample": 1e15, "total": 2e15},
+            "engine": {"slots": 10, "store": 2, "slots_kv": GiB, "store_kv": GiB, "waves": 13},
+            "flops_per_step": {"train": 1e15, "sample": 1e15, "total": 2e15},
             "decode_bytes_per_step": 1e9, "peak_bytes_per_chip": {"train": train_peak * GiB, "sample": 13 * GiB,
                                                                    "max": max(train_peak, 13) * GiB}}
 

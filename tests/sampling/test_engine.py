@@ -155,22 +155,14 @@ def test_admit_copies_in_place_when_slots_are_sharded():
     slot cache per chip)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from rlvr_jax.models.transformer import CACHE_AXES
+    from rlvr_jax.plan.engine_plan import place_state
     from rlvr_jax.sampling import engine_steps as es
     mc = tiny_cfg(hidden_size=256)
     S, Q, Pl, C = 64, 16, 128, 1152
     cfg = SamplingConfig(max_new_tokens=C - Pl, num_samples=4, prompt_buckets=(Pl,))
     mesh, rules = parallel.make_mesh(shape=(1, 8, 1)), parallel.rules_for("sample")
-    slots, store = jax.eval_shape(lambda: (es.new_slots([mc], S, C, S, cfg, jax.random.key(0)),
-                                           es.new_store([mc], Q, Pl, mc.vocab_size)))
-
-    def place(x, names=()):
-        spec = parallel.logical_to_spec(names + (None,) * (x.ndim - len(names)), x.shape, mesh, rules)
-        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec if names else PartitionSpec()))
-    slots = jax.tree.map(place, slots).replace(caches=jax.tree.map(lambda x: place(x, CACHE_AXES), slots.caches),
-                                               **{f: place(getattr(slots, f), ("batch",)) for f in es.SLOT_FIELDS})
-    store = jax.tree.map(lambda x: place(x, ("batch",)), store).replace(
-        caches=jax.tree.map(lambda x: place(x, CACHE_AXES), store.caches))
+    slots, store = place_state(*jax.eval_shape(lambda: (es.new_slots([mc], S, C, S, cfg, jax.random.key(0)),
+                                                         es.new_store([mc], Q, Pl, mc.vocab_size))), mesh, rules)
     idx = jax.ShapeDtypeStruct((S,), np.int32, sharding=NamedSharding(mesh, PartitionSpec()))
     key = jax.eval_shape(lambda: jax.random.key(0))
     mem = ContinuousEngine(S, 4, mesh, rules)._admit.lower(slots, store, idx, idx, idx, idx, key,
